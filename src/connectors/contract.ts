@@ -1,0 +1,152 @@
+import type { z } from 'zod';
+import type { Logger } from 'pino';
+import type { Change, Channel, ObservationInput, RecordSnapshot } from '../model/index.js';
+
+/** Per-platform API limits; the outbox worker's p-queue enforces them. */
+export interface ConnectorLimits {
+  /** Most changes one push() call receives. */
+  batchSize: number;
+  requestsPerInterval: number;
+  intervalMs: number;
+  /** Requests in flight at once. */
+  concurrency: number;
+}
+
+export interface Scope {
+  channel: Channel;
+  purpose: string;
+}
+
+/** What the platform can express, so the planner knows which changes it can receive. */
+export interface ConnectorCapabilities {
+  /** (channel, purpose) pairs the records carry; purpose ids are canonical (config-mapped). */
+  consent: Scope[];
+  /** Channels on which the platform has a suppression mechanism. */
+  suppression: Channel[];
+  /** The platform can be told "granted" (resubscribe). If false, grants are never pushed. */
+  pushGrants: boolean;
+  /** The platform can erase (delete or anonymize) a record. */
+  erase: boolean;
+  /**
+   * The platform suppresses bare addresses without a record (SendGrid global suppressions):
+   * the planner sends denials and suppressions for every subject, not only those it holds.
+   */
+  acceptsUnknownAddresses: boolean;
+}
+
+/** One page of a pull. The engine stores it and its cursor in one transaction. */
+export interface PullPage {
+  records: RecordSnapshot[];
+  observations: ObservationInput[];
+  /** Cursor to resume after this page; null while the pull has no resumable position yet. */
+  cursor: string | null;
+  /** Malformed source rows, reported and skipped (file/line or record id and reason). */
+  rejects?: PullReject[];
+}
+
+export interface PullReject {
+  where: string;
+  reason: string;
+}
+
+export type PushResult =
+  | { key: string; status: 'ok'; snapshot?: RecordSnapshot }
+  | { key: string; status: 'retry'; reason: string; retryAfterMs?: number }
+  | { key: string; status: 'failed'; reason: string; code?: string };
+
+/** A webhook request exactly as it arrived: raw bytes are kept for signature checks. */
+export interface WebhookRequest {
+  method: string;
+  /** Full URL including query string, as the platform signed it. */
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  rawBody: Buffer;
+  receivedAt: Date;
+}
+
+/** One verified platform event; `id` is the platform's event id (dedupe key). */
+export interface WebhookEvent {
+  id: string;
+  type: string;
+  occurredAt: string | null;
+  payload: unknown;
+}
+
+export interface WebhookTranslation {
+  observations: ObservationInput[];
+  /** Record snapshots the events revealed (e.g. a contact resolved from an objectId). */
+  records?: RecordSnapshot[];
+}
+
+export interface ConnectorWebhook {
+  /**
+   * Verify signature / token, timestamp window and body shape. Throws WebhookRejection for
+   * anything bad; returns the events otherwise. Must compare secrets in constant time.
+   * May return an immediate response for handshake requests (e.g. Mailchimp's GET).
+   */
+  verify(req: WebhookRequest): Promise<WebhookEvent[]>;
+  /** Turn verified events into observations (may call the platform to resolve ids). */
+  toObservations(events: WebhookEvent[]): Promise<WebhookTranslation>;
+}
+
+export type WebhookRejectionReason = 'bad_signature' | 'stale_timestamp' | 'malformed' | 'unauthorized' | 'too_large';
+
+export class WebhookRejection extends Error {
+  readonly code = 'WEBHOOK_REJECTED';
+  constructor(
+    readonly reason: WebhookRejectionReason,
+    message: string,
+    /** HTTP status to answer; 401 for auth failures, 400 for malformed. */
+    readonly status: number = reason === 'malformed' ? 400 : reason === 'too_large' ? 413 : 401,
+  ) {
+    super(message);
+  }
+}
+
+export interface CheckResult {
+  ok: boolean;
+  /** Human-readable lines: what works, what the account lacks. */
+  details: string[];
+}
+
+/** A live connector instance (DESIGN.md section 3). */
+export interface Connector {
+  readonly id: string;
+  readonly kind: string;
+  readonly limits: ConnectorLimits;
+  readonly capabilities: ConnectorCapabilities;
+  /** cursor null = full pull; otherwise "changed since". */
+  pull(cursor: string | null): AsyncIterable<PullPage>;
+  /** Apply up to limits.batchSize changes; one result per change, same keys. */
+  push(changes: Change[]): Promise<PushResult[]>;
+  readonly webhook?: ConnectorWebhook;
+  check(): Promise<CheckResult>;
+  close?(): Promise<void>;
+}
+
+export interface ConnectorContext {
+  /** Connector id from config. */
+  id: string;
+  /** Canonical purposes declared in config. */
+  purposes: readonly string[];
+  logger: Logger;
+  /** Directory relative paths in the connector's config resolve against (the config file's). */
+  baseDir: string;
+  /** Counts API calls / rate-limit waits for metrics; optional in tests. */
+  onApiCall?: (endpoint: string, status: number | 'error') => void;
+  onRateLimitWait?: (ms: number) => void;
+}
+
+/**
+ * A connector kind: one typed object with the zod schema of its config section
+ * (the nango createSync habit). Secret fields in the schema are marked with `secret()`.
+ */
+export interface ConnectorDefinition<S extends z.ZodType = z.ZodType> {
+  kind: string;
+  configSchema: S;
+  create(config: z.infer<S>, ctx: ConnectorContext): Connector;
+}
+
+export function defineConnector<S extends z.ZodType>(def: ConnectorDefinition<S>): ConnectorDefinition<S> {
+  return def;
+}

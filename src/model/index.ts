@@ -1,0 +1,2 @@
+export * from './email.js';
+export * from './types.js';

@@ -1,0 +1,164 @@
+import type { Change, Decision, Observation, RecordSnapshot } from '../model/index.js';
+
+/** Outbox lanes: webhook-triggered opt-outs jump the nightly queue. */
+export type Lane = 'high' | 'normal';
+
+/** Outbox state machine (see outbox-states.ts for the allowed transitions). */
+export type OutboxState = 'pending' | 'in_flight' | 'retry' | 'done' | 'dead' | 'superseded';
+
+export interface OutboxItem {
+  change: Change;
+  lane: Lane;
+  state: OutboxState;
+  attempts: number;
+  /** Epoch ms before which a retry is not due. */
+  notBefore: number;
+  lastError: string | null;
+  enqueuedAt: string;
+}
+
+export interface DeadLetter {
+  id: number;
+  change: Change;
+  reason: string;
+  attempts: number;
+  deadAt: string;
+}
+
+export type RunKind = 'pull_full' | 'pull_incremental' | 'reconcile' | 'apply' | 'webhook';
+export type RunStatus = 'running' | 'ok' | 'failed' | 'interrupted';
+
+export interface RunInfo {
+  id: number;
+  kind: RunKind;
+  connectorId: string | null;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt: string | null;
+  stats: Record<string, number>;
+  error: string | null;
+}
+
+/** Everything the policy and planner need about one subject. */
+export interface SubjectState {
+  subject: string;
+  observations: Observation[];
+  records: RecordSnapshot[];
+}
+
+export interface IngestResult {
+  observationsAdded: number;
+  recordsUpserted: number;
+  /** Subjects of this page that match an erasure tombstone: to be erased again and reported. */
+  tombstoned: RecordSnapshot[];
+}
+
+export interface ReconcileResult {
+  subject: string;
+  decision: Decision;
+  changes: Change[];
+}
+
+export interface WebhookIntake {
+  connectorId: string;
+  eventId: string;
+  eventType: string;
+  receivedAt: string;
+  /** Raw event as received, for audit and replay. */
+  payload: unknown;
+}
+
+export interface StoreStats {
+  subjects: number;
+  records: number;
+  observations: number;
+  dirtySubjects: number;
+  outbox: Record<OutboxState, number>;
+  oldestPendingAt: string | null;
+  deadLetters: number;
+  tombstones: number;
+}
+
+/**
+ * The one storage interface (DESIGN.md section 5). SQLite first; Postgres later, hence async.
+ * Every method that writes is durable (committed, fsynced) when its promise resolves.
+ */
+export interface Store {
+  close(): Promise<void>;
+
+  // ---- pull ingestion ---------------------------------------------------
+  /**
+   * One transaction: append observations (duplicates by id ignored), upsert record snapshots
+   * (marking them seen by this run), mark their subjects dirty, and save the connector's cursor.
+   * Records and observations of tombstoned subjects are not stored; they are returned instead.
+   */
+  ingestPage(connectorId: string, runId: number, page: { observations: Observation[]; records: RecordSnapshot[] }, cursor: string | null): Promise<IngestResult>;
+  /** After a complete full pull: forget records of this connector not seen by the run. Returns how many. */
+  dropUnseenRecords(connectorId: string, runId: number): Promise<number>;
+  getCursor(connectorId: string): Promise<string | null>;
+
+  // ---- statements made through consentd (CLI, admin API) and webhooks -----
+  /** Append observations and mark subjects dirty, in one transaction. Returns ids actually added. */
+  addObservations(observations: Observation[]): Promise<string[]>;
+  /**
+   * Webhook intake, one transaction: store events not seen before (dedupe by connector + event id),
+   * append the observations of the new events, upsert records, mark subjects dirty.
+   * Returns the ids of the events that were new.
+   */
+  recordWebhookEvents(events: WebhookIntake[], observationsByEvent: Map<string, Observation[]>, records: RecordSnapshot[]): Promise<string[]>;
+
+  // ---- reconcile ----------------------------------------------------------
+  /** Up to `limit` dirty subjects with their observations and records, subject order, after `after`. */
+  dirtySubjects(limit: number, after: string | null, only?: readonly string[]): Promise<SubjectState[]>;
+  /** Load one subject (explain, planning a single person). */
+  subjectState(subject: string): Promise<SubjectState>;
+  /**
+   * One transaction: save each decision, enqueue its changes (idempotent by key; a pending change
+   * for the same record/scope/op with another key is superseded), clear the dirty flag.
+   */
+  commitReconcile(results: ReconcileResult[], lane: Lane): Promise<{ enqueued: number }>;
+  decision(subject: string): Promise<Decision | null>;
+  /** All subjects, in order, for a full re-decide (e.g. after a policy change). Marks them dirty. */
+  markAllDirty(): Promise<number>;
+
+  // ---- outbox -------------------------------------------------------------
+  /** Move up to `limit` due items of a connector to in_flight (high lane first) and return them. */
+  claimOutbox(connectorId: string, limit: number, now: number): Promise<OutboxItem[]>;
+  /** Pushed: done, and the record snapshot becomes what was pushed (so the echo is a no-op). */
+  completeOutbox(keys: string[], snapshots: RecordSnapshot[]): Promise<void>;
+  retryOutbox(key: string, notBefore: number, error: string): Promise<void>;
+  /** Permanent failure or retries exhausted: dead, with a dead-letter row. */
+  killOutbox(key: string, reason: string): Promise<void>;
+  /** Crash recovery: in_flight items go back to pending (pushes are idempotent). */
+  requeueInFlight(connectorId?: string): Promise<number>;
+  /** Pending + retry + in_flight count per connector. */
+  outboxDepth(): Promise<Record<string, number>>;
+  /** Earliest notBefore among retry items of a connector, or null. */
+  nextDue(connectorId: string): Promise<number | null>;
+  listDeadLetters(limit: number): Promise<DeadLetter[]>;
+  /** Dead letter back to pending; true if it existed. */
+  replayDeadLetter(id: number): Promise<boolean>;
+
+  // ---- runs ---------------------------------------------------------------
+  startRun(kind: RunKind, connectorId: string | null): Promise<number>;
+  finishRun(id: number, status: RunStatus, stats: Record<string, number>, error?: string): Promise<void>;
+  listRuns(limit: number): Promise<RunInfo[]>;
+  lastRun(kind: RunKind, connectorId: string | null, status?: RunStatus): Promise<RunInfo | null>;
+  /** Runs left `running` by a crash become `interrupted`. */
+  interruptRunningRuns(): Promise<number>;
+
+  // ---- erasure (policy rule 6) ------------------------------------------------
+  /**
+   * One transaction: delete the subject's observations, records, decision and pending outbox
+   * rows except erase changes; keep a salted-hash tombstone and an audit fact.
+   */
+  eraseSubject(subject: string, subjectHash: string, source: string, erasures: Change[]): Promise<void>;
+  isTombstoned(subjectHash: string): Promise<boolean>;
+
+  // ---- audit, status --------------------------------------------------------
+  /** Stream the ledger (append-only audit trail) in observedAt order. */
+  iterateObservations(): AsyncIterable<Observation>;
+  /** Stream erasure audit facts (hash, source, when). */
+  iterateErasures(): AsyncIterable<{ subjectHash: string; source: string; erasedAt: string }>;
+  stats(): Promise<StoreStats>;
+}
