@@ -151,8 +151,8 @@ export const Change = z.object({
   /** Idempotency key: the same correction planned twice has the same key. */
   key: z.string(),
   connectorId: z.string(),
-  /** null: the subject has no record there and the connector accepts bare addresses. */
-  recordId: z.string().nullable(),
+  /** For connectors that accept bare addresses (no record yet), the normalized address. */
+  recordId: z.string(),
   subject: z.string(),
   op: ChangeOp,
   channel: Channel,
