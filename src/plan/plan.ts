@@ -1,0 +1,152 @@
+import type { ConnectorCapabilities } from '../connectors/contract.js';
+import { changeKey, scopeKey, type Change, type Channel, type ChannelSuppression, type Decision, type Permission, type RecordSnapshot } from '../model/index.js';
+
+/** A connector the planner may send changes to, with what it can express. */
+export interface PlanTarget {
+  connectorId: string;
+  capabilities: ConnectorCapabilities;
+}
+
+type ChangeBody = Omit<Change, 'key'>;
+
+function withKey(body: ChangeBody): Change {
+  return { key: changeKey(body), ...body };
+}
+
+function cmpStr(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Output order: connector, record, op, channel, purpose (then key, so it is total). */
+export function compareChanges(a: Change, b: Change): number {
+  return (
+    cmpStr(a.connectorId, b.connectorId) ||
+    cmpStr(a.recordId, b.recordId) ||
+    cmpStr(a.op, b.op) ||
+    cmpStr(a.channel, b.channel) ||
+    cmpStr(a.purpose, b.purpose) ||
+    cmpStr(a.key, b.key)
+  );
+}
+
+interface RecordPlanContext {
+  decision: Decision;
+  record: RecordSnapshot;
+  caps: ConnectorCapabilities;
+  /** The record was synthesized for a platform that accepts bare addresses: only denials and suppressions. */
+  synthesized: boolean;
+  permissions: ReadonlyMap<string, Permission>;
+  suppressions: ReadonlyMap<Channel, ChannelSuppression>;
+}
+
+function base(ctx: RecordPlanContext): Pick<ChangeBody, 'connectorId' | 'recordId' | 'subject' | 'meta'> {
+  return { connectorId: ctx.record.connectorId, recordId: ctx.record.recordId, subject: ctx.decision.subject, meta: ctx.record.meta };
+}
+
+/**
+ * Rule 6: erase where the platform can; otherwise anonymize-and-suppress: suppress every
+ * suppression channel and deny every consent scope (skipping what the record already says,
+ * so the plan converges). A platform that merely accepts bare addresses and does not hold the
+ * subject gets nothing: pushing the address of a person who asked to be forgotten into a
+ * system that never had it would be the opposite of erasure.
+ */
+function planErasure(ctx: RecordPlanContext): Change[] {
+  if (ctx.synthesized) return [];
+  const b = base(ctx);
+  if (ctx.caps.erase) {
+    // An erase is about the whole record; channel/purpose are required by Change, so it is filed under (email, *).
+    return [withKey({ ...b, op: 'erase', channel: 'email', purpose: '*', target: null, rule: null, decidedBy: null })];
+  }
+  const out: Change[] = [];
+  for (const channel of ctx.caps.suppression) {
+    if (ctx.record.suppressed[channel] === true) continue;
+    out.push(withKey({ ...b, op: 'suppress', channel, purpose: '*', target: null, rule: null, decidedBy: null }));
+  }
+  for (const scope of ctx.caps.consent) {
+    if (ctx.record.consent[scopeKey(scope.channel, scope.purpose)] === 'denied') continue;
+    out.push(withKey({ ...b, op: 'set_consent', channel: scope.channel, purpose: scope.purpose, target: 'denied', rule: null, decidedBy: null }));
+  }
+  return out;
+}
+
+/** Consent scopes: push denials always, grants only where the platform takes them; unknown never moves anything. */
+function planConsent(ctx: RecordPlanContext): Change[] {
+  const out: Change[] = [];
+  for (const scope of ctx.caps.consent) {
+    const perm = ctx.permissions.get(scopeKey(scope.channel, scope.purpose));
+    if (perm === undefined || perm.state === 'unknown') continue;
+    const current = ctx.record.consent[scopeKey(scope.channel, scope.purpose)] ?? 'unknown';
+    if (current === perm.state) continue;
+    if (perm.state === 'granted' && (!ctx.caps.pushGrants || ctx.synthesized)) continue;
+    out.push(
+      withKey({ ...base(ctx), op: 'set_consent', channel: scope.channel, purpose: scope.purpose, target: perm.state, rule: perm.rule, decidedBy: perm.decidedBy }),
+    );
+  }
+  return out;
+}
+
+/** Rule 5: a suppression anywhere is pushed to every platform with a mechanism for that channel. */
+function planSuppressions(ctx: RecordPlanContext): Change[] {
+  const out: Change[] = [];
+  for (const channel of ctx.caps.suppression) {
+    const s = ctx.suppressions.get(channel);
+    if (s === undefined || ctx.record.suppressed[channel] === true) continue;
+    out.push(withKey({ ...base(ctx), op: 'suppress', channel, purpose: '*', target: null, rule: null, decidedBy: s.decidedBy }));
+  }
+  return out;
+}
+
+function planRecord(ctx: RecordPlanContext): Change[] {
+  if (ctx.decision.erasureRequested) return planErasure(ctx);
+  return [...planConsent(ctx), ...planSuppressions(ctx)];
+}
+
+/** The snapshot planned against when a bare-address platform holds no record: the address is the record. */
+export function syntheticSnapshot(connectorId: string, subject: string): RecordSnapshot {
+  return { connectorId, recordId: subject, subject, consent: {}, suppressed: {}, meta: {} };
+}
+
+/**
+ * Changes that make every record of the subject in every target agree with the decision.
+ * Pure and deterministic: the same inputs give the same changes, keys and order.
+ * Records of connectors not in `targets`, and records of another subject, are ignored.
+ */
+export function planSubject(decision: Decision, records: readonly RecordSnapshot[], targets: readonly PlanTarget[]): Change[] {
+  const permissions = new Map(decision.permissions.map((p) => [scopeKey(p.channel, p.purpose), p] as const));
+  const suppressions = new Map(decision.suppressions.map((s) => [s.channel, s] as const));
+  const seenTargets = new Set<string>();
+  const byKey = new Map<string, Change>();
+
+  for (const target of targets) {
+    if (seenTargets.has(target.connectorId)) continue;
+    seenTargets.add(target.connectorId);
+    const own = records.filter((r) => r.connectorId === target.connectorId && r.subject === decision.subject);
+    const plans: Array<{ record: RecordSnapshot; synthesized: boolean }> = own.map((record) => ({ record, synthesized: false }));
+    if (own.length === 0 && target.capabilities.acceptsUnknownAddresses) {
+      plans.push({ record: syntheticSnapshot(target.connectorId, decision.subject), synthesized: true });
+    }
+    for (const { record, synthesized } of plans) {
+      for (const c of planRecord({ decision, record, caps: target.capabilities, synthesized, permissions, suppressions })) {
+        // Two snapshots of the same record id can only yield the same correction twice: keep one.
+        if (!byKey.has(c.key)) byKey.set(c.key, c);
+      }
+    }
+  }
+  return [...byKey.values()].sort(compareChanges);
+}
+
+/**
+ * What the record looks like after the push succeeded, so the echo of our own push plans
+ * nothing (rule 10). Never mutates its input; `erase` returns it unchanged (the engine drops it).
+ */
+export function applyChangeToSnapshot(snapshot: RecordSnapshot, change: Change): RecordSnapshot {
+  switch (change.op) {
+    case 'set_consent':
+      if (change.target === null) return snapshot;
+      return { ...snapshot, consent: { ...snapshot.consent, [scopeKey(change.channel, change.purpose)]: change.target } };
+    case 'suppress':
+      return { ...snapshot, suppressed: { ...snapshot.suppressed, [change.channel]: true } };
+    case 'erase':
+      return snapshot;
+  }
+}
