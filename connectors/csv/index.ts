@@ -1,0 +1,145 @@
+import { constants } from 'node:fs';
+import { access, copyFile, mkdir, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { defineConnector } from '../../src/connectors/contract.js';
+import type { CheckResult, Connector, ConnectorCapabilities, ConnectorContext, PullPage, PushResult } from '../../src/connectors/contract.js';
+import type { Change } from '../../src/model/types.js';
+import { ALL_PURPOSES } from '../../src/model/types.js';
+import { COLUMNS, parseHeader, purposeMap } from './mapping.js';
+import { CsvError, pullPages, scanCsv } from './parse.js';
+import { csvSettings } from './settings.js';
+import type { CsvSettings } from './settings.js';
+import { rewriteCsv } from './write.js';
+import type { FsOps } from './write.js';
+
+export { csvSettings } from './settings.js';
+export type { CsvSettings } from './settings.js';
+
+/**
+ * A consent / suppression list file (legacy suppression lists, systems without an API).
+ * Columns: email, channel, purpose, state, stated_at, evidence (synonyms accepted, see
+ * mapping.ts). Pull is always a full read, streamed; push rewrites the file atomically.
+ */
+export const csvConnector = defineConnector({
+  kind: 'csv',
+  configSchema: csvSettings,
+  create: (settings, ctx) => createCsvConnector(settings, ctx),
+});
+
+export interface CsvConnectorOptions {
+  /** Test hook passed to the rewrite (simulate a failed rename). */
+  fs?: FsOps;
+  now?: () => Date;
+}
+
+export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext, opts: CsvConnectorOptions = {}): Connector {
+  const path = resolve(ctx.baseDir, settings.path);
+  const copyFrom = settings.copyFrom === undefined ? undefined : resolve(ctx.baseDir, settings.copyFrom);
+  const purposes = purposeMap(settings.purposes);
+  const channels = new Set(settings.channels);
+  const rowCtx = { purposes, channels };
+
+  const capabilities: ConnectorCapabilities = {
+    consent: settings.channels.flatMap((channel) => [ALL_PURPOSES, ...purposes.mapped()].map((purpose) => ({ channel, purpose }))),
+    suppression: [...settings.channels],
+    pushGrants: true,
+    erase: true,
+    acceptsUnknownAddresses: true,
+  };
+
+  /** Seed the file from copyFrom the first time (never overwrites). */
+  const ensureFile = async (): Promise<void> => {
+    if (copyFrom === undefined) return;
+    try {
+      await stat(path);
+    } catch {
+      await mkdir(dirname(path), { recursive: true });
+      await copyFile(copyFrom, path, constants.COPYFILE_EXCL).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+      });
+      ctx.logger.info({ connector: ctx.id, path, copyFrom }, 'csv file seeded from copyFrom');
+    }
+  };
+
+  // One rewrite at a time: a second push waits for the first (they would race on the file).
+  let queue: Promise<unknown> = Promise.resolve();
+
+  return {
+    id: ctx.id,
+    kind: 'csv',
+    limits: { batchSize: settings.batchSize, requestsPerInterval: 1_000_000, intervalMs: 1_000, concurrency: 1 },
+    capabilities,
+
+    async *pull(_cursor: string | null): AsyncIterable<PullPage> {
+      await ensureFile();
+      yield* pullPages({ path, delimiter: settings.delimiter, connectorId: ctx.id, pageSize: settings.pageSize, ctx: rowCtx });
+    },
+
+    push(changes: Change[]): Promise<PushResult[]> {
+      const run = async (): Promise<PushResult[]> => {
+        await ensureFile();
+        return rewriteCsv({ path, delimiter: settings.delimiter, connectorId: ctx.id, ctx: rowCtx, ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.now ? { now: opts.now } : {}) }, changes);
+      };
+      const next = queue.then(run, run);
+      queue = next.catch(() => undefined);
+      return next;
+    },
+
+    async check(): Promise<CheckResult> {
+      const details: string[] = [];
+      let ok = true;
+      try {
+        await ensureFile();
+      } catch (e) {
+        details.push(`cannot seed ${path} from ${copyFrom ?? '?'}: ${(e as Error).message}`);
+        return { ok: false, details };
+      }
+      try {
+        await access(path, constants.R_OK);
+        const s = await stat(path);
+        details.push(`file ${path} is readable (${s.size} bytes)`);
+      } catch (e) {
+        return { ok: false, details: [...details, `file ${path} is not readable: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`] };
+      }
+      try {
+        await access(dirname(path), constants.W_OK | constants.X_OK);
+        details.push(`directory ${dirname(path)} is writable (atomic rewrites possible)`);
+      } catch {
+        ok = false;
+        details.push(`directory ${dirname(path)} is not writable: push cannot rewrite the file`);
+      }
+      try {
+        const first = await firstRecord(path, settings.delimiter);
+        if (!first) {
+          ok = false;
+          details.push('the file is empty (no header row)');
+        } else {
+          const h = parseHeader(first);
+          if (!h.ok) {
+            ok = false;
+            details.push(`header not recognized: ${h.reason}`);
+          } else {
+            const present = COLUMNS.filter((c) => h.columns[c] !== undefined).map((c) => `${c}="${first[h.columns[c] as number] ?? ''}"`);
+            const absent = COLUMNS.filter((c) => h.columns[c] === undefined);
+            details.push(`header recognized: ${present.join(', ')}`);
+            if (absent.length > 0) details.push(`optional columns absent: ${absent.join(', ')} (channel -> email, purpose -> *, no stated_at/evidence -> grants are implicit)`);
+          }
+        }
+      } catch (e) {
+        ok = false;
+        details.push(e instanceof CsvError ? e.message : `cannot parse: ${(e as Error).message}`);
+      }
+      const mapped = Object.entries(settings.purposes).map(([n, c]) => `"${n}" -> ${c}`);
+      details.push(mapped.length > 0 ? `purposes mapped: ${mapped.join(', ')}` : 'no purposes mapped: rows can only state "*"');
+      return { ok, details };
+    },
+  };
+}
+
+async function firstRecord(path: string, delimiter: string): Promise<string[] | undefined> {
+  for await (const rec of scanCsv(path, delimiter)) {
+    if (rec.type === 'record') return rec.fields;
+    return undefined;
+  }
+  return undefined;
+}

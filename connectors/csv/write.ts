@@ -1,0 +1,286 @@
+import { randomBytes } from 'node:crypto';
+import { open, rename as fsRename, stat, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { stringify } from 'csv-stringify/sync';
+import type { Change, Channel } from '../../src/model/types.js';
+import { ALL_PURPOSES } from '../../src/model/types.js';
+import type { PushResult } from '../../src/connectors/contract.js';
+import { SnapshotBuilder, SUPPRESSION_MARKER, WRITE_WORDS, interpretRow, parseHeader } from './mapping.js';
+import type { HeaderMap, RowContext, RowFact } from './mapping.js';
+import { CsvError, scanCsv } from './parse.js';
+
+/*
+ * push(): make the file agree with a batch of changes by rewriting it atomically.
+ * The current file is streamed row by row into a temp file in the same directory; rows are
+ * copied byte for byte unless a change applies to them:
+ * - set_consent: every consent row of (email, channel, purpose) whose state differs from the
+ *   target is rewritten (state "subscribed"/"unsubscribed", stated_at now, evidence
+ *   "consentd:<rule>:<decidedBy>"); if the subject has no such row, one is appended.
+ * - suppress: if the subject has no suppression row on the channel, a row is appended with
+ *   state "unsubscribed" and evidence "consentd:suppressed" (legacy readers see "do not send";
+ *   on pull consentd reads it back as its own suppression marker, not as a denial). A file
+ *   without an evidence column gets state "suppressed" instead.
+ * - erase: every row of the subject is dropped (including malformed ones with its address).
+ * Rows that already agree are left alone, so pushing the same change twice changes nothing.
+ * Then: fsync the temp file, check the original did not change meanwhile (else `retry`), rename
+ * over it, fsync the directory. A crash before the rename leaves the original intact. Memory is
+ * bounded by the batch, not the file. If nothing would change, the file is not touched at all.
+ */
+
+/** File operations a test can replace (simulate a crash before the rename, a concurrent edit). */
+export interface FsOps {
+  rename?(from: string, to: string): Promise<void>;
+  stat?(path: string): Promise<{ mtimeMs: number; size: number; ino: number; mode: number }>;
+}
+
+export interface RewriteOptions {
+  path: string;
+  delimiter: string;
+  connectorId: string;
+  ctx: Omit<RowContext, 'columns'>;
+  now?: () => Date;
+  /** Test hook: simulate a crash between write and rename. */
+  fs?: FsOps;
+}
+
+interface ScopeTarget {
+  target: 'granted' | 'denied';
+  evidence: string;
+  matched: boolean;
+}
+
+const PERMANENT_IO = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOENT', 'EISDIR', 'ENOTDIR']);
+
+class BufferedOut {
+  private parts: Buffer[] = [];
+  private size = 0;
+  lastByte = -1;
+  constructor(private readonly fh: FileHandle) {}
+  async write(b: Buffer): Promise<void> {
+    if (b.length === 0) return;
+    this.parts.push(b);
+    this.size += b.length;
+    this.lastByte = b[b.length - 1] ?? -1;
+    if (this.size >= 1 << 16) await this.flush();
+  }
+  async flush(): Promise<void> {
+    if (this.size === 0) return;
+    let buf = Buffer.concat(this.parts, this.size);
+    this.parts = [];
+    this.size = 0;
+    while (buf.length > 0) {
+      const { bytesWritten } = await this.fh.write(buf);
+      buf = buf.subarray(bytesWritten);
+    }
+  }
+}
+
+const scope = (email: string, channel: string, purpose: string): string => `${email}\u0000${channel}\u0000${purpose}`;
+
+export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[]): Promise<PushResult[]> {
+  const now = (opts.now ?? (() => new Date()))().toISOString();
+  const results: Array<PushResult | undefined> = changes.map(() => undefined);
+  const { purposes, channels } = opts.ctx;
+
+  const erased = new Set<string>();
+  const consentTargets = new Map<string, ScopeTarget>();
+  const suppressTargets = new Map<string, { channel: Channel; matched: boolean }>();
+  const subjects = new Set<string>();
+  const fail = (i: number, reason: string, code: string): void => {
+    const c = changes[i] as Change;
+    results[i] = { key: c.key, status: 'failed', reason, code };
+  };
+
+  changes.forEach((c, i) => {
+    const email = c.recordId;
+    if (!channels.has(c.channel)) return fail(i, `channel "${c.channel}" is not configured for this csv connector`, 'CSV_UNSUPPORTED_SCOPE');
+    if (c.op === 'erase') {
+      erased.add(email);
+      return;
+    }
+    subjects.add(email);
+    if (c.op === 'suppress') {
+      suppressTargets.set(`${email}\u0000${c.channel}`, { channel: c.channel, matched: false });
+      return;
+    }
+    if (c.target === null) return fail(i, 'set_consent without a target', 'CSV_BAD_CHANGE');
+    if (purposes.native(c.purpose) === undefined) return fail(i, `purpose "${c.purpose}" is not mapped in settings.purposes`, 'CSV_UNSUPPORTED_SCOPE');
+    consentTargets.set(scope(email, c.channel, c.purpose), { target: c.target, evidence: `consentd:${c.rule ?? 'unknown'}:${c.decidedBy ?? 'none'}`, matched: false });
+  });
+  const pending = (): number[] => changes.flatMap((_, i) => (results[i] === undefined ? [i] : []));
+  if (pending().length === 0) return results as PushResult[];
+
+  const dir = dirname(opts.path);
+  const tmp = join(dir, `.${basename(opts.path)}.consentd-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+  let fh: FileHandle | undefined;
+  let renamed = false;
+  try {
+    const statOf = opts.fs?.stat ?? stat;
+    const before = await statOf(opts.path).catch((e: NodeJS.ErrnoException) => {
+      throw e.code === 'ENOENT' ? new CsvError('CSV_FILE_MISSING', `${opts.path} does not exist`) : e;
+    });
+    fh = await open(tmp, 'wx', before.mode & 0o777);
+    const out = new BufferedOut(fh);
+    const snapshots = new SnapshotBuilder(opts.connectorId);
+    let columns: HeaderMap | undefined;
+    let width = 0;
+    let eol = '\n';
+    let dirty = false;
+
+    const render = (fields: string[], terminated: boolean): Buffer => {
+      const text = stringify([fields], { delimiter: opts.delimiter, record_delimiter: eol === '\r\n' ? 'windows' : 'unix' });
+      return Buffer.from(terminated ? text : text.slice(0, -eol.length));
+    };
+
+    for await (const rec of scanCsv(opts.path, opts.delimiter)) {
+      if (rec.type === 'tail') {
+        await out.write(rec.raw);
+        break;
+      }
+      if (rec.index === 0) {
+        const h = parseHeader(rec.fields);
+        if (!h.ok) throw new CsvError('CSV_BAD_HEADER', `${opts.path}:${rec.line}: ${h.reason}`, rec.line);
+        columns = h.columns;
+        width = h.width;
+        eol = rec.raw.includes('\r\n') ? '\r\n' : '\n';
+        checkColumns(columns, changes, results, fail);
+        await out.write(rec.raw);
+        continue;
+      }
+      const cols = columns as HeaderMap;
+      const r = interpretRow(rec.fields, rec.line, { ...opts.ctx, columns: cols });
+      const email = r.ok === true ? r.fact.email : r.ok === false ? r.email : null;
+      if (email !== null && erased.has(email)) {
+        dirty = true;
+        continue;
+      }
+      if (r.ok !== true) {
+        await out.write(rec.raw);
+        continue;
+      }
+      let fact: RowFact = r.fact;
+      let raw = rec.raw;
+      if (fact.kind === 'consent') {
+        const t = consentTargets.get(scope(fact.email, fact.channel, fact.purpose));
+        if (t) {
+          t.matched = true;
+          if (fact.state !== t.target) {
+            const fields = [...rec.fields];
+            while (fields.length < width) fields.push('');
+            fields[cols.state] = WRITE_WORDS[t.target];
+            if (cols.stated_at !== undefined) fields[cols.stated_at] = now;
+            if (cols.evidence !== undefined) fields[cols.evidence] = t.evidence;
+            raw = Buffer.concat([rec.raw.subarray(0, rec.leading), render(fields, rec.terminated)]);
+            fact = { ...fact, state: t.target, statedAt: cols.stated_at !== undefined ? now : fact.statedAt };
+            dirty = true;
+          }
+        }
+      } else if (fact.kind === 'suppression' || fact.kind === 'marker') {
+        const s = suppressTargets.get(`${fact.email}\u0000${fact.channel}`);
+        if (s) s.matched = true;
+      }
+      if (subjects.has(fact.email)) snapshots.add(fact);
+      await out.write(raw);
+    }
+    if (columns === undefined) throw new CsvError('CSV_BAD_HEADER', `${opts.path}: the file is empty (no header row)`);
+    const cols = columns;
+
+    // Rows for changes no existing row could take.
+    const append = async (fact: RowFact, stateWord: string, evidence: string, purposeWord: string): Promise<void> => {
+      const fields: string[] = new Array<string>(width).fill('');
+      fields[cols.email] = fact.email;
+      fields[cols.state] = stateWord;
+      if (cols.channel !== undefined) fields[cols.channel] = fact.channel;
+      if (cols.purpose !== undefined) fields[cols.purpose] = purposeWord;
+      if (cols.stated_at !== undefined) fields[cols.stated_at] = now;
+      if (cols.evidence !== undefined) fields[cols.evidence] = evidence;
+      if (out.lastByte !== 0x0a && out.lastByte !== -1) await out.write(Buffer.from(eol));
+      await out.write(render(fields, true));
+      snapshots.add(fact);
+      dirty = true;
+    };
+    for (const i of pending()) {
+      const c = changes[i] as Change;
+      if (erased.has(c.recordId) || c.op === 'erase') continue;
+      const base = { line: 0, email: c.recordId, channel: c.channel, statedAt: now, reason: null };
+      if (c.op === 'set_consent' && c.target !== null) {
+        const t = consentTargets.get(scope(c.recordId, c.channel, c.purpose));
+        if (!t || t.matched) continue;
+        t.matched = true;
+        await append(
+          { ...base, kind: 'consent', purpose: c.purpose, state: t.target, strength: 'explicit', evidence: t.evidence },
+          WRITE_WORDS[t.target],
+          t.evidence,
+          purposes.native(c.purpose) ?? ALL_PURPOSES,
+        );
+      } else if (c.op === 'suppress') {
+        const s = suppressTargets.get(`${c.recordId}\u0000${c.channel}`);
+        if (!s || s.matched) continue;
+        s.matched = true;
+        const marker = cols.evidence !== undefined;
+        await append(
+          { ...base, kind: marker ? 'marker' : 'suppression', purpose: ALL_PURPOSES, state: marker ? 'denied' : 'unknown', strength: 'explicit', evidence: SUPPRESSION_MARKER },
+          marker ? WRITE_WORDS.denied : WRITE_WORDS.suppressed,
+          SUPPRESSION_MARKER,
+          purposes.native(ALL_PURPOSES) ?? ALL_PURPOSES,
+        );
+      }
+    }
+
+    await out.flush();
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    if (dirty) {
+      const after = await statOf(opts.path);
+      if (after.mtimeMs !== before.mtimeMs || after.size !== before.size || after.ino !== before.ino) {
+        for (const i of pending()) results[i] = { key: (changes[i] as Change).key, status: 'retry', reason: `${opts.path} changed while it was being rewritten`, retryAfterMs: 1_000 };
+        return results as PushResult[];
+      }
+      await (opts.fs?.rename ?? fsRename)(tmp, opts.path);
+      renamed = true;
+      await syncDir(dir);
+    }
+    for (const i of pending()) {
+      const c = changes[i] as Change;
+      const snapshot = c.op === 'erase' || erased.has(c.recordId) ? undefined : snapshots.get(c.recordId);
+      results[i] = snapshot ? { key: c.key, status: 'ok', snapshot } : { key: c.key, status: 'ok' };
+    }
+    return results as PushResult[];
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const permanent = e instanceof CsvError || (typeof err.code === 'string' && PERMANENT_IO.has(err.code));
+    for (const i of pending()) {
+      const key = (changes[i] as Change).key;
+      results[i] = permanent
+        ? { key, status: 'failed', reason: err.message, code: e instanceof CsvError ? e.code : (err.code ?? 'CSV_IO') }
+        : { key, status: 'retry', reason: err.message };
+    }
+    return results as PushResult[];
+  } finally {
+    if (fh) await fh.close().catch(() => undefined);
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/** A change the file's columns cannot express fails before anything is written. */
+function checkColumns(cols: HeaderMap, changes: readonly Change[], results: ReadonlyArray<PushResult | undefined>, fail: (i: number, reason: string, code: string) => void): void {
+  changes.forEach((c, i) => {
+    if (results[i] !== undefined || c.op === 'erase') return;
+    if (c.channel !== 'email' && cols.channel === undefined) fail(i, `the file has no channel column, so it cannot state channel "${c.channel}"`, 'CSV_UNSUPPORTED_SCOPE');
+    else if (c.op === 'set_consent' && c.purpose !== ALL_PURPOSES && cols.purpose === undefined) fail(i, `the file has no purpose column, so it cannot state purpose "${c.purpose}"`, 'CSV_UNSUPPORTED_SCOPE');
+  });
+}
+
+async function syncDir(dir: string): Promise<void> {
+  let d: FileHandle | undefined;
+  try {
+    d = await open(dir, 'r');
+    await d.sync();
+  } catch {
+    // Some platforms cannot fsync a directory; the rename itself is still atomic.
+  } finally {
+    await d?.close().catch(() => undefined);
+  }
+}
