@@ -7,6 +7,11 @@ export interface WebhookDelivery {
   method?: 'POST';
   headers: Record<string, string>;
   body: string | Buffer;
+  /**
+   * Optional acknowledgement check on the listener's answer (status and body text). Without it,
+   * any 2xx counts as delivered. Salesforce Outbound Messages, for one, need `<Ack>true</Ack>`.
+   */
+  accept?: (status: number, body: string) => boolean;
 }
 
 export interface DeliveryRecord {
@@ -48,9 +53,11 @@ export class WebhookSender {
       rec.attempts++;
       try {
         const res = await fetch(d.url, { method: d.method ?? 'POST', headers: d.headers, body: d.body, signal: AbortSignal.timeout(10_000) });
-        await res.arrayBuffer();
+        let text = '';
+        if (d.accept) text = await res.text();
+        else await res.arrayBuffer();
         rec.status = res.status;
-        if (res.ok) {
+        if (d.accept ? d.accept(res.status, text) : res.ok) {
           rec.deliveredAt = new Date().toISOString();
           return;
         }
