@@ -1,0 +1,262 @@
+import type Database from 'better-sqlite3';
+import { StoreError } from '../errors.js';
+
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+/**
+ * Versioned schema. Append only: never edit a released migration, add the next version.
+ * Layout notes (performance of the reconcile hot path, DESIGN.md section 5):
+ * - pulls and webhooks only append to obs_log / rec_log (sequential writes: a page of 5000 rows
+ *   dirties a few dozen pages instead of one page per row per subject-keyed b-tree); the store
+ *   absorbs the logs into the subject-clustered tables in large sorted batches before any read
+ *   that needs them (see SqliteStore.absorb);
+ * - observations and records are clustered by subject (WITHOUT ROWID): loading a subject is one
+ *   range read; the content id makes (subject, id) unique exactly as id alone;
+ * - subjects.dirty is a per-subject version (0 = clean) so that a reconcile only clears the flag
+ *   it actually read; a partial index keeps the dirty set cheap to page through;
+ * - the outbox keeps its rowid as the enqueue order.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'initial schema',
+    sql: `
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Staging logs (append-only, emptied by absorb). obs_log.seq becomes observations.seq: never reused.
+CREATE TABLE obs_log (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  subject TEXT NOT NULL,
+  id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  record_id TEXT,
+  kind TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  state TEXT NOT NULL,
+  strength TEXT NOT NULL,
+  stated_at TEXT,
+  how TEXT NOT NULL,
+  reference TEXT,
+  evidence TEXT,
+  reason TEXT,
+  observed_at TEXT NOT NULL
+);
+-- run: the pull run that saw the record (NULL for webhook / pushed snapshots: keep last_seen_run).
+CREATE TABLE rec_log (
+  seq INTEGER PRIMARY KEY,
+  subject TEXT NOT NULL,
+  connector_id TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  snapshot TEXT NOT NULL,
+  run INTEGER
+);
+
+CREATE TABLE subjects (
+  subject TEXT PRIMARY KEY,
+  dirty INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX subjects_dirty ON subjects(subject) WHERE dirty > 0;
+
+-- Clustered by subject (the reconcile hot path reads a subject's records in one range); the
+-- unique (connector_id, record_id) index is the upsert target and follows the pull order.
+CREATE TABLE records (
+  subject TEXT NOT NULL,
+  connector_id TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  snapshot TEXT NOT NULL,
+  last_seen_run INTEGER,
+  PRIMARY KEY (subject, connector_id, record_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX records_id ON records(connector_id, record_id);
+
+-- A record that moves to another subject (email changed in the CRM) changes the old subject too.
+CREATE TRIGGER records_subject_moved AFTER UPDATE OF subject ON records
+WHEN old.subject <> new.subject
+BEGIN
+  UPDATE subjects SET dirty = dirty + 1 WHERE subject = old.subject;
+END;
+
+CREATE TABLE observations (
+  subject TEXT NOT NULL,
+  id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  record_id TEXT,
+  kind TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  state TEXT NOT NULL,
+  strength TEXT NOT NULL,
+  stated_at TEXT,
+  how TEXT NOT NULL,
+  reference TEXT,
+  evidence TEXT,
+  reason TEXT,
+  observed_at TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (subject, id)
+) WITHOUT ROWID;
+-- The ledger order. seq (insertion order, from meta 'observation_seq') keeps this index append-mostly.
+CREATE INDEX observations_ledger ON observations(observed_at, seq);
+
+CREATE TABLE decisions (
+  subject TEXT PRIMARY KEY,
+  decision TEXT NOT NULL,
+  decided_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE outbox (
+  seq INTEGER PRIMARY KEY,
+  key TEXT NOT NULL UNIQUE,
+  connector_id TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  op TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  lane TEXT NOT NULL CHECK (lane IN ('high', 'normal')),
+  state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight', 'retry', 'done', 'dead', 'superseded')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  not_before INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  change TEXT NOT NULL,
+  enqueued_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+-- Claiming: 'high' sorts before 'normal'; pending rows have not_before = 0, so within
+-- (connector, pending, lane) the index yields enqueue (rowid) order.
+CREATE INDEX outbox_claim ON outbox(connector_id, state, lane, not_before);
+CREATE INDEX outbox_target ON outbox(connector_id, record_id, op, channel, purpose) WHERE state IN ('pending', 'retry');
+CREATE INDEX outbox_subject ON outbox(subject);
+
+CREATE TABLE dead_letters (
+  id INTEGER PRIMARY KEY,
+  key TEXT NOT NULL,
+  connector_id TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  change TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  dead_at TEXT NOT NULL,
+  replayed_at TEXT
+);
+CREATE INDEX dead_letters_open ON dead_letters(id) WHERE replayed_at IS NULL;
+CREATE INDEX dead_letters_subject ON dead_letters(subject);
+
+CREATE TABLE cursors (
+  connector_id TEXT PRIMARY KEY,
+  cursor TEXT,
+  updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  connector_id TEXT,
+  status TEXT NOT NULL,
+  started_at TEXT NOT NULL,
+  finished_at TEXT,
+  stats TEXT NOT NULL DEFAULT '{}',
+  error TEXT
+);
+CREATE INDEX runs_kind ON runs(kind, connector_id);
+CREATE INDEX runs_running ON runs(id) WHERE status = 'running';
+
+CREATE TABLE webhook_events (
+  connector_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  payload TEXT,
+  PRIMARY KEY (connector_id, event_id)
+);
+-- Which subjects an event spoke about, so that erasure can redact its payload.
+CREATE TABLE webhook_event_subjects (
+  subject TEXT NOT NULL,
+  connector_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  PRIMARY KEY (subject, connector_id, event_id)
+) WITHOUT ROWID;
+
+-- bucket: a cheap salted 32-bit fingerprint, so that ingestion computes the HMAC only on a bucket hit.
+CREATE TABLE tombstones (
+  subject_hash TEXT PRIMARY KEY,
+  bucket INTEGER NOT NULL,
+  created_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE erasure_audit (
+  id INTEGER PRIMARY KEY,
+  subject_hash TEXT NOT NULL,
+  source TEXT NOT NULL,
+  erased_at TEXT NOT NULL
+);
+`,
+  },
+];
+
+export const LATEST_SCHEMA_VERSION: number = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+
+function currentVersion(db: Database.Database): number {
+  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get();
+  if (exists === undefined) return 0;
+  const row = db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null };
+  return row.v ?? 0;
+}
+
+function assertNotNewer(version: number, path: string): void {
+  if (version > LATEST_SCHEMA_VERSION) {
+    throw new StoreError(
+      'STORE_SCHEMA_TOO_NEW',
+      `database ${path} has schema version ${version}, newer than this consentd (${LATEST_SCHEMA_VERSION}); upgrade consentd or use a matching database`,
+    );
+  }
+}
+
+/** Check without writing (read-only opens): the schema must be exactly the code's. */
+export function checkSchema(db: Database.Database, path: string, migrations: readonly Migration[] = MIGRATIONS): number {
+  const version = currentVersion(db);
+  assertNotNewer(version, path);
+  const latest = migrations.reduce((max, m) => Math.max(max, m.version), 0);
+  if (version < latest) {
+    throw new StoreError('STORE_SCHEMA_OUTDATED', `database ${path} has schema version ${version}; open it read-write once to migrate to ${latest}`);
+  }
+  return version;
+}
+
+/**
+ * Apply pending migrations in order, all in one IMMEDIATE transaction (a second process opening
+ * the same file waits, then sees them applied). Idempotent. Returns the versions applied.
+ */
+export function migrate(db: Database.Database, path: string, migrations: readonly Migration[] = MIGRATIONS): number[] {
+  const sorted = [...migrations].sort((a, b) => a.version - b.version);
+  const applied: number[] = [];
+  const run = db.transaction(() => {
+    db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)');
+    const version = currentVersion(db);
+    const known = sorted.reduce((max, m) => Math.max(max, m.version), 0);
+    if (version > known) {
+      throw new StoreError('STORE_SCHEMA_TOO_NEW', `database ${path} has schema version ${version}, newer than this consentd (${known}); upgrade consentd or use a matching database`);
+    }
+    const record = db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)');
+    for (const m of sorted) {
+      if (m.version <= version) continue;
+      try {
+        db.exec(m.sql);
+      } catch (err) {
+        throw new StoreError('STORE_MIGRATION_FAILED', `migration ${m.version} (${m.description}) failed: ${(err as Error).message}`, { cause: err });
+      }
+      record.run(m.version, m.description, new Date().toISOString());
+      applied.push(m.version);
+    }
+  });
+  run.immediate();
+  return applied;
+}

@@ -1,0 +1,153 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { change, decision, obs, rec, tempStore } from './store-helpers.js';
+import type { SqliteStore } from '../../src/store/sqlite/index.js';
+import type { Change } from '../../src/model/index.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+async function storeWith(changes: Array<{ c: Change; lane: 'high' | 'normal' }>): Promise<SqliteStore> {
+  const t = tempStore();
+  cleanups.push(t.cleanup);
+  for (const { c, lane } of changes) {
+    await t.store.commitReconcile([{ subject: c.subject, decision: decision(c.subject), changes: [c] }], lane);
+  }
+  return t.store;
+}
+
+describe('sqlite store: outbox', () => {
+  it('claims high lane first, then enqueue order, moving items to in_flight with attempts + 1', async () => {
+    const n1 = change('n1@x.io');
+    const n2 = change('n2@x.io');
+    const h1 = change('h1@x.io');
+    const other = change('o@x.io', { connectorId: 'esp' });
+    const store = await storeWith([
+      { c: n1, lane: 'normal' },
+      { c: n2, lane: 'normal' },
+      { c: h1, lane: 'high' },
+      { c: other, lane: 'normal' },
+    ]);
+    expect(await store.outboxDepth()).toEqual({ crm: 3, esp: 1 });
+    const first = await store.claimOutbox('crm', 2, Date.now());
+    expect(first.map((i) => [i.change.key, i.lane, i.state, i.attempts])).toEqual([
+      [h1.key, 'high', 'in_flight', 1],
+      [n1.key, 'normal', 'in_flight', 1],
+    ]);
+    expect(first[0]?.change).toEqual(h1);
+    const rest = await store.claimOutbox('crm', 10, Date.now());
+    expect(rest.map((i) => i.change.key)).toEqual([n2.key]);
+    expect(await store.claimOutbox('crm', 10, Date.now())).toEqual([]);
+    expect(await store.outboxDepth()).toEqual({ crm: 3, esp: 1 });
+    const st = await store.stats();
+    expect(st.outbox.in_flight).toBe(3);
+    expect(st.outbox.pending).toBe(1);
+    expect(st.oldestPendingAt).toEqual(expect.any(String));
+  });
+
+  it('claim then complete: done, and the record snapshot becomes what was pushed', async () => {
+    const t = tempStore();
+    cleanups.push(t.cleanup);
+    const { store } = t;
+    await store.ingestPage('crm', 1, { observations: [obs('a@x.io')], records: [rec('a@x.io')] }, null);
+    const c = change('a@x.io');
+    await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [c] }], 'normal');
+    const [item] = await store.claimOutbox('crm', 10, Date.now());
+    expect(item?.change).toEqual(c);
+    const pushed = rec('a@x.io', { consent: { 'email:*': 'denied' } });
+    await store.completeOutbox([c.key], [pushed]);
+    expect((await store.subjectState('a@x.io')).records).toEqual([pushed]);
+    const st = await store.stats();
+    expect(st.outbox.done).toBe(1);
+    expect(await store.outboxDepth()).toEqual({});
+    // the echo of our own push re-plans nothing; a pull showing the record drifted re-arms the key
+    await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [] }], 'normal');
+    expect((await store.stats()).outbox.done).toBe(1);
+    expect(await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [c] }], 'normal')).toEqual({ enqueued: 1 });
+    const [again] = await store.claimOutbox('crm', 10, Date.now());
+    expect(again?.attempts).toBe(1);
+    // completing twice is harmless
+    await store.completeOutbox([c.key], []);
+    await store.completeOutbox([c.key], []);
+    expect((await store.stats()).outbox.done).toBe(1);
+  });
+
+  it('a retry is not due before notBefore', async () => {
+    const c = change('a@x.io');
+    const store = await storeWith([{ c, lane: 'normal' }]);
+    const now = 1_700_000_000_000;
+    await store.claimOutbox('crm', 10, now);
+    await store.retryOutbox(c.key, now + 60_000, '429 Too Many Requests');
+    expect(await store.nextDue('crm')).toBe(now + 60_000);
+    expect(await store.nextDue('esp')).toBeNull();
+    expect(await store.claimOutbox('crm', 10, now + 59_999)).toEqual([]);
+    const [item] = await store.claimOutbox('crm', 10, now + 60_000);
+    expect(item).toMatchObject({ attempts: 2, notBefore: now + 60_000, lastError: '429 Too Many Requests', state: 'in_flight' });
+    expect(await store.nextDue('crm')).toBeNull();
+  });
+
+  it('retry items are superseded by a newer change for the same target', async () => {
+    const deny = change('a@x.io', { decidedBy: 'o1' });
+    const store = await storeWith([{ c: deny, lane: 'normal' }]);
+    await store.claimOutbox('crm', 10, 0);
+    await store.retryOutbox(deny.key, 10, 'timeout');
+    const grant = change('a@x.io', { target: 'granted', decidedBy: 'o2' });
+    await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io', 'granted'), changes: [grant] }], 'normal');
+    const items = await store.claimOutbox('crm', 10, 100);
+    expect(items.map((i) => i.change.key)).toEqual([grant.key]);
+    expect((await store.stats()).outbox.superseded).toBe(1);
+  });
+
+  it('dead letters are listed and replayable', async () => {
+    const c = change('a@x.io');
+    const store = await storeWith([{ c, lane: 'normal' }]);
+    await store.claimOutbox('crm', 10, 0);
+    await store.killOutbox(c.key, 'INVALID_EMAIL: rejected by platform');
+    expect(await store.outboxDepth()).toEqual({});
+    const letters = await store.listDeadLetters(10);
+    expect(letters).toEqual([{ id: expect.any(Number) as number, change: c, reason: 'INVALID_EMAIL: rejected by platform', attempts: 1, deadAt: expect.any(String) as string }]);
+    expect((await store.stats()).deadLetters).toBe(1);
+    // a kill of something not in flight is ignored (no double dead letter)
+    await store.killOutbox(c.key, 'again');
+    expect(await store.listDeadLetters(10)).toHaveLength(1);
+    const id = letters[0]?.id ?? -1;
+    expect(await store.replayDeadLetter(id)).toBe(true);
+    expect(await store.replayDeadLetter(id)).toBe(false);
+    expect(await store.replayDeadLetter(9999)).toBe(false);
+    expect(await store.listDeadLetters(10)).toEqual([]);
+    const [item] = await store.claimOutbox('crm', 10, 0);
+    expect(item).toMatchObject({ attempts: 1, lastError: null });
+  });
+
+  it('requeueInFlight puts in-flight items back to pending (per connector or all)', async () => {
+    const a = change('a@x.io');
+    const b = change('b@x.io', { connectorId: 'esp' });
+    const store = await storeWith([
+      { c: a, lane: 'normal' },
+      { c: b, lane: 'normal' },
+    ]);
+    await store.claimOutbox('crm', 10, 0);
+    await store.claimOutbox('esp', 10, 0);
+    expect(await store.requeueInFlight('crm')).toBe(1);
+    expect((await store.claimOutbox('crm', 10, 0)).map((i) => [i.change.key, i.attempts])).toEqual([[a.key, 2]]);
+    expect(await store.requeueInFlight()).toBe(2);
+    expect(await store.requeueInFlight()).toBe(0);
+    expect((await store.stats()).outbox.pending).toBe(2);
+    // a late completion of a requeued item does not skip the state machine
+    await store.completeOutbox([a.key], []);
+    expect((await store.stats()).outbox.pending).toBe(2);
+  });
+
+  it('a high-lane plan raises an already pending change to the high lane', async () => {
+    const n = change('n@x.io');
+    const a = change('a@x.io');
+    const store = await storeWith([
+      { c: n, lane: 'normal' },
+      { c: a, lane: 'normal' },
+    ]);
+    expect(await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [a] }], 'high')).toEqual({ enqueued: 0 });
+    const items = await store.claimOutbox('crm', 1, 0);
+    expect(items.map((i) => [i.change.key, i.lane])).toEqual([[a.key, 'high']]);
+  });
+});
