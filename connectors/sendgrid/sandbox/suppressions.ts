@@ -1,0 +1,49 @@
+import { isRecord, nowSeconds, type ApiRequest, type ApiResponse, type SgContext } from './context.js';
+import { sgError } from './errors.js';
+import { pageParams } from './lists.js';
+
+const EMAIL_RE = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+
+/** `{recipient_emails:[...]}`, validated. */
+export function recipientEmails(body: unknown): string[] {
+  const list = isRecord(body) ? body['recipient_emails'] : undefined;
+  if (!Array.isArray(list) || list.length === 0) throw sgError(400, 'recipient_emails is required and must be a non-empty array', 'recipient_emails');
+  for (const e of list) if (typeof e !== 'string' || !EMAIL_RE.test(e)) throw sgError(400, `email address is invalid: ${String(e)}`, 'recipient_emails');
+  return list as string[];
+}
+
+/** Adds a global unsubscribe; emits `unsubscribe` when it is new. */
+export function addGlobal(ctx: SgContext, email: string, created = nowSeconds(ctx)): boolean {
+  const isNew = !ctx.state.global.has(email);
+  if (isNew) {
+    ctx.state.global.add({ email, created });
+    ctx.events.emit({ email, event: 'unsubscribe' }, ctx.now());
+  }
+  return isNew;
+}
+
+/** POST/GET/DELETE /asm/suppressions/global[/{email}] and GET /suppression/unsubscribes. */
+export function globalRoute(ctx: SgContext, req: ApiRequest, email: string | null): ApiResponse {
+  if (email === null) {
+    if (req.method !== 'POST') throw sgError(405, 'method not allowed');
+    const emails = recipientEmails(req.body);
+    for (const e of emails) addGlobal(ctx, e);
+    return { status: 201, body: { recipient_emails: emails } };
+  }
+  if (req.method === 'GET') {
+    const entry = ctx.state.global.get(email);
+    return { status: 200, body: entry ? { recipient_email: entry.email } : {} };
+  }
+  if (req.method === 'DELETE') {
+    // SendGrid has no "resubscribe" event for global unsubscribes: nothing is emitted.
+    ctx.state.global.delete(email);
+    return { status: 204 };
+  }
+  throw sgError(405, 'method not allowed');
+}
+
+export function listUnsubscribes(ctx: SgContext, req: ApiRequest): ApiResponse {
+  const { start, end, limit, offset } = pageParams(req.query);
+  const page = ctx.state.global.query(start, end).slice(offset, offset + limit);
+  return { status: 200, body: page.map((e) => ({ created: e.created, email: e.email })) };
+}
