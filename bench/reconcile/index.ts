@@ -1,0 +1,58 @@
+/**
+ * bench/reconcile: N people across 4 CSV systems with realistic disagreement, the full
+ * pipeline (pull -> store -> decide -> plan -> outbox -> apply) to an applied plan.
+ *   npm run bench -- reconcile --people 100000 [--runs 3] [--seed 7]
+ * Reports the median of the runs; each run starts from freshly generated files and an empty store.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { configYaml, generateSystems } from './generate.js';
+
+export interface ReconcileFigures {
+  total_ms: number;
+  pull_ms: number;
+  reconcile_ms: number;
+  apply_ms: number;
+  observations: number;
+  subjects: number;
+  changes: number;
+  applied: number;
+  rows_per_s: number;
+  peak_rss_mb: number;
+  second_plan_changes: number;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : Math.round(((s[m - 1] as number) + (s[m] as number)) / 2);
+};
+
+export async function benchReconcile(opts: { people: number; runs: number; seed: number }): Promise<void> {
+  const pipeline = fileURLToPath(new URL('./pipeline.ts', import.meta.url));
+  const results: ReconcileFigures[] = [];
+  for (let run = 0; run < opts.runs; run++) {
+    const dir = mkdtempSync(join(tmpdir(), 'consentd-bench-'));
+    try {
+      const rows = await generateSystems(dir, opts.people, opts.seed);
+      writeFileSync(join(dir, 'bench.yaml'), configYaml(dir));
+      const out = execFileSync(process.execPath, ['--import', 'tsx', pipeline, join(dir, 'bench.yaml')], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+        maxBuffer: 1 << 24,
+      });
+      const figures = JSON.parse(out.trim().split('\n').pop() ?? '{}') as ReconcileFigures;
+      results.push(figures);
+      console.log(`run ${run + 1}/${opts.runs}: ${JSON.stringify({ csv_rows: rows, ...figures })}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  const keys = Object.keys(results[0] ?? {}) as Array<keyof ReconcileFigures>;
+  const med = Object.fromEntries(keys.map((k) => [k, median(results.map((r) => r[k]))]));
+  console.log(`\nreconcile, ${opts.people} people, median of ${opts.runs}:`);
+  console.table(med);
+}

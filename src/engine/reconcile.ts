@@ -1,0 +1,78 @@
+import { subjectHash } from '../model/index.js';
+import type { Lane, ReconcileResult } from '../store/store.js';
+import type { Engine } from './context.js';
+import { planSubjectState } from './decide-subject.js';
+
+/** Subjects decided per store round trip. */
+export const RECONCILE_PAGE = 2000;
+
+export interface ReconcileStats {
+  subjects: number;
+  /** Changes planned (disagreements found), per connector and in total. */
+  changes: number;
+  byConnector: Record<string, number>;
+  /** Changes the outbox did not already hold. */
+  enqueued: number;
+  erased: number;
+}
+
+function emptyStats(engine: Engine): ReconcileStats {
+  return { subjects: 0, changes: 0, byConnector: Object.fromEntries(engine.connectors.map((c) => [c.id, 0])), enqueued: 0, erased: 0 };
+}
+
+/**
+ * Re-decide dirty subjects page by page, plan their changes and commit them to the outbox
+ * (one transaction per page). Erasure requests erase instead (tombstone + erase changes).
+ */
+async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string[]): Promise<ReconcileStats> {
+  const { store } = engine;
+  const stats = emptyStats(engine);
+  const runId = only === undefined ? await store.startRun('reconcile', null) : null;
+  try {
+    let after: string | null = null;
+    for (;;) {
+      const page = await store.dirtySubjects(RECONCILE_PAGE, after, only);
+      if (page.length === 0) break;
+      const opts = engine.policyOptions();
+      const batch: ReconcileResult[] = [];
+      for (const state of page) {
+        const plan = planSubjectState(engine, state, opts);
+        stats.subjects++;
+        stats.changes += plan.changes.length;
+        for (const c of plan.changes) stats.byConnector[c.connectorId] = (stats.byConnector[c.connectorId] ?? 0) + 1;
+        if (plan.decision.erasureRequested) {
+          await store.eraseSubject(plan.subject, subjectHash(plan.subject, engine.config.salt), plan.erasureSource ?? 'unknown', plan.changes);
+          stats.erased++;
+          stats.enqueued += plan.changes.length;
+          engine.logger.info({ subject: plan.subject, changes: plan.changes.length, source: plan.erasureSource }, 'subject erased');
+        } else {
+          batch.push({ subject: plan.subject, decision: plan.decision, changes: plan.changes });
+        }
+      }
+      if (batch.length > 0) stats.enqueued += (await store.commitReconcile(batch, lane)).enqueued;
+      after = page[page.length - 1]?.subject ?? after;
+      engine.progress?.({ phase: 'reconcile', connectorId: null, counts: { subjects: stats.subjects, changes: stats.changes } });
+      if (page.length < RECONCILE_PAGE) break;
+    }
+    if (runId !== null) await store.finishRun(runId, 'ok', flatten(stats));
+    return stats;
+  } catch (err) {
+    if (runId !== null) await store.finishRun(runId, 'failed', flatten(stats), err instanceof Error ? err.message : String(err)).catch(() => undefined);
+    throw err;
+  }
+}
+
+function flatten(s: ReconcileStats): Record<string, number> {
+  return { subjects: s.subjects, changes: s.changes, enqueued: s.enqueued, erased: s.erased };
+}
+
+/** Every dirty subject (after a pull). */
+export function reconcile(engine: Engine, lane: Lane = 'normal'): Promise<ReconcileStats> {
+  return reconcilePages(engine, lane);
+}
+
+/** The instant path: only these subjects (if dirty), e.g. after a CLI opt-out or a webhook. */
+export function reconcileSubjects(engine: Engine, subjects: readonly string[], lane: Lane = 'high'): Promise<ReconcileStats> {
+  if (subjects.length === 0) return Promise.resolve(emptyStats(engine));
+  return reconcilePages(engine, lane, [...new Set(subjects)]);
+}
