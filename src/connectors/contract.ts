@@ -87,6 +87,11 @@ export interface ConnectorWebhook {
   verify(req: WebhookRequest): Promise<WebhookEvent[]>;
   /** Turn verified events into observations (may call the platform to resolve ids). */
   toObservations(events: WebhookEvent[]): Promise<WebhookTranslation>;
+  /**
+   * The answer the platform needs once the events are durable, when a bare 200 is not enough
+   * (Salesforce Outbound Messages want a SOAP `<Ack>true</Ack>`, or they are redelivered).
+   */
+  acknowledge?(): { status: number; contentType: string; body: string };
 }
 
 export type WebhookRejectionReason = 'bad_signature' | 'stale_timestamp' | 'malformed' | 'unauthorized' | 'too_large';
