@@ -2,6 +2,7 @@ import type { Connector, ConnectorContext, ConnectorDefinition } from './contrac
 import type { ConnectorConfig } from '../config/schema.js';
 import { csvConnector } from '../../connectors/csv/index.js';
 import { hubspotConnector } from '../../connectors/hubspot/index.js';
+import { salesforceConnector } from '../../connectors/salesforce/index.js';
 
 /**
  * Connector kinds by name. The engine asks the registry; it never branches on a kind.
@@ -61,6 +62,7 @@ export function createRegistry(defs: readonly ConnectorDefinition[]): ConnectorR
 export const BUILTIN_CONNECTORS: readonly ConnectorDefinition[] = [
   csvConnector as ConnectorDefinition,
   hubspotConnector as ConnectorDefinition,
+  salesforceConnector as ConnectorDefinition,
   // salesforceConnector, hubspotConnector, mailchimpConnector, sendgridConnector: later issues.
 ];
 

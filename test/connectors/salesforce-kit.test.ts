@@ -1,0 +1,90 @@
+/**
+ * The shared connector kit (test/kit/connector-kit.ts) run for Salesforce, with its harness.
+ *
+ * Block (7) (webhook verification) assumes a signature over the raw body: its forgery is the
+ * same body plus one trailing space. Salesforce Outbound Messages carry no signature (the
+ * OrganizationId is the check), so such a body is the same, valid message. The kit's connector
+ * is therefore built without a webhook (block 7 returns early) and Outbound Messages are tested
+ * in salesforce-outbound.test.ts.
+ */
+import { pino } from 'pino';
+import { normalizeEmail } from '../../src/model/email.js';
+import type { KitHarness, KitState } from '../kit/connector-kit.js';
+import { runConnectorKit } from '../kit/connector-kit.js';
+import { generatePeople } from '../../src/sandbox/seed.js';
+import type { SeedPerson } from '../../src/sandbox/seed-types.js';
+import { createSalesforceConnector, salesforceSettings } from '../../connectors/salesforce/index.js';
+import { createSalesforceSandbox, type SalesforceSandbox } from '../../connectors/salesforce/sandbox/index.js';
+import { captureOutbound } from './salesforce-helpers.js';
+
+const PURPOSES = ['newsletter', 'product_updates', 'events'] as const;
+
+function readState(sb: SalesforceSandbox, email: string): KitState {
+  const recs = [...sb.state.contactsByEmail(email), ...sb.state.leadsByEmail(email)];
+  return {
+    exists: recs.length > 0,
+    consent: { 'email:*': recs.some((r) => r['HasOptedOutOfEmail'] === true) ? 'denied' : 'unknown' },
+    suppressed: { email: recs.some((r) => r['EmailBouncedReason'] !== null || r['EmailBouncedDate'] !== null) },
+  };
+}
+
+async function salesforceHarness(): Promise<KitHarness> {
+  const sb = createSalesforceSandbox({ webhookRetryDelaysMs: [50] });
+  await sb.start();
+  const ensurePurposes = (): void => {
+    for (const p of PURPOSES) sb.state.raw.purpose(p);
+  };
+  ensurePurposes();
+  const make = (password: string): ReturnType<typeof createSalesforceConnector> =>
+    createSalesforceConnector(
+      salesforceSettings.parse({
+        loginUrl: sb.url,
+        auth: { flow: 'password', username: sb.credentials.username, password },
+        purposes: Object.fromEntries(PURPOSES.map((p) => [p, p])),
+        pageSize: 200,
+        timeoutMs: 5_000,
+        requestRetries: 1,
+      }),
+      { id: 'salesforce', purposes: PURPOSES, logger: pino({ level: 'silent' }), baseDir: '.' },
+    );
+  const connector = make(sb.credentials.password);
+  return {
+    connector,
+    badCredentials: () => make('wrong-password'),
+    platform: 'salesforce',
+    people: (n: number): SeedPerson[] => [...generatePeople(n, 11, { rates: { presence: { salesforce: 1 } }, purposes: PURPOSES, now: '2025-06-01T00:00:00Z' })],
+    // One record per address, except converted Leads (skipped: their Contact holds the first address); bad addresses are rejects.
+    expectedRecords: (people) =>
+      people.reduce((n, p) => {
+        const emails = (p.presence.salesforce?.emails ?? []).filter((e) => normalizeEmail(e).ok);
+        return n + (p.index % 25 === 4 ? Math.min(1, emails.length) : emails.length);
+      }, 0),
+    pushBatch: { max: 200, callsPerBatch: 1 },
+    maxPageRecords: 200,
+    webhookHasTimestamp: false,
+    sandbox: {
+      setFaults: (p) => sb.faults.set(p),
+      resetFaults: () => sb.faults.set({ latencyMs: 0, errorRate: 0, rateLimitRate: 0, timeoutRate: 0, resetRate: 0, partialFailureRate: 0 }),
+      calls: () => sb.calls.total,
+      resetCalls: () => sb.calls.reset(),
+      readState: (email) => Promise.resolve(readState(sb, email)),
+      seed: (people) => {
+        sb.reset();
+        ensurePurposes();
+        sb.seed(people);
+        return Promise.resolve();
+      },
+      act: (action, email) => {
+        if (action === 'optout') sb.actions.unsubscribe(email);
+        return Promise.resolve();
+      },
+    },
+    captureWebhook: (email) => captureOutbound(sb, () => sb.actions.unsubscribe(email)),
+    async close() {
+      await connector.close?.();
+      await sb.stop();
+    },
+  };
+}
+
+runConnectorKit({ name: 'salesforce', setup: salesforceHarness });
