@@ -127,7 +127,7 @@ export function createLogger(opts: CreateLoggerOptions): Logger {
 function hashChildBindings(root: Logger, salt: string): Logger {
   // pino's own child(), from the prototype; children inherit from their parent via Object.create,
   // so each one gets its own wrapper calling pino's child() on itself.
-  const pinoChild = root.child as (this: Logger, bindings: Record<string, unknown>, options?: unknown) => Logger;
+  const pinoChild = root.child as unknown as (this: Logger, bindings: Record<string, unknown>, options?: unknown) => Logger;
   const wrap = (instance: Logger): Logger => {
     const child = (bindings: Record<string, unknown>, options?: unknown): Logger => wrap(pinoChild.call(instance, hashPiiKeys(bindings, salt) as Record<string, unknown>, options));
     Object.defineProperty(instance, 'child', { value: child, configurable: true, writable: true });
