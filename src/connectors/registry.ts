@@ -3,6 +3,7 @@ import type { ConnectorConfig } from '../config/schema.js';
 import { csvConnector } from '../../connectors/csv/index.js';
 import { hubspotConnector } from '../../connectors/hubspot/index.js';
 import { salesforceConnector } from '../../connectors/salesforce/index.js';
+import { mailchimpConnector } from '../../connectors/mailchimp/index.js';
 
 /**
  * Connector kinds by name. The engine asks the registry; it never branches on a kind.
@@ -63,6 +64,7 @@ export const BUILTIN_CONNECTORS: readonly ConnectorDefinition[] = [
   csvConnector as ConnectorDefinition,
   hubspotConnector as ConnectorDefinition,
   salesforceConnector as ConnectorDefinition,
+  mailchimpConnector as ConnectorDefinition,
   // salesforceConnector, hubspotConnector, mailchimpConnector, sendgridConnector: later issues.
 ];
 

@@ -78,6 +78,9 @@ function planConsent(ctx: RecordPlanContext): Change[] {
     const current = ctx.record.consent[scopeKey(scope.channel, scope.purpose)] ?? 'unknown';
     if (current === perm.state) continue;
     if (perm.state === 'granted' && (!ctx.caps.pushGrants || ctx.synthesized)) continue;
+    // A suppressed channel (bounce, complaint) is never re-opened by a grant: a resubscribe
+    // there would mail an address that bounced or complained (rule 5 outranks consent).
+    if (perm.state === 'granted' && ctx.suppressions.has(scope.channel)) continue;
     out.push(
       withKey({ ...base(ctx), op: 'set_consent', channel: scope.channel, purpose: scope.purpose, target: perm.state, rule: perm.rule, decidedBy: perm.decidedBy }),
     );

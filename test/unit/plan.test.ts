@@ -122,6 +122,13 @@ describe('planSubject: suppressions', () => {
     const noMechanism: PlanTarget = { connectorId: 'hubspot', capabilities: capabilities({ suppression: [] }) };
     expect(planSubject(decision(b), [snapshot()], [noMechanism])).toEqual([]);
   });
+
+  it('a grant is never pushed on a suppressed channel (no resubscribe of a bounced address)', () => {
+    const b = suppression('hard_bounce', day(2), { source: 'mailchimp' });
+    const record = snapshot({ consent: { 'email:*': 'denied' }, suppressed: { email: true } });
+    expect(planSubject(decision(grantAll), [record], [hubspot]).map((c) => c.target)).toContain('granted');
+    expect(planSubject(decision(grantAll, b), [record], [hubspot])).toEqual([]);
+  });
 });
 
 describe('planSubject: bare-address platforms', () => {
