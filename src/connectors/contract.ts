@@ -32,6 +32,12 @@ export interface ConnectorCapabilities {
    * the planner sends denials and suppressions for every subject, not only those it holds.
    */
   acceptsUnknownAddresses: boolean;
+  /**
+   * Erasing keeps the bare address on a suppression list, so it is never mailed again (policy
+   * rule 6: "where impossible, anonymize and suppress"). Seeing that residue on a later pull is
+   * expected and is not a re-import to erase again.
+   */
+  eraseKeepsSuppression?: boolean;
 }
 
 /** One page of a pull. The engine stores it and its cursor in one transaction. */

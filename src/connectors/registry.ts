@@ -4,6 +4,7 @@ import { csvConnector } from '../../connectors/csv/index.js';
 import { hubspotConnector } from '../../connectors/hubspot/index.js';
 import { salesforceConnector } from '../../connectors/salesforce/index.js';
 import { mailchimpConnector } from '../../connectors/mailchimp/index.js';
+import { sendgridConnector } from '../../connectors/sendgrid/index.js';
 
 /**
  * Connector kinds by name. The engine asks the registry; it never branches on a kind.
@@ -65,6 +66,7 @@ export const BUILTIN_CONNECTORS: readonly ConnectorDefinition[] = [
   hubspotConnector as ConnectorDefinition,
   salesforceConnector as ConnectorDefinition,
   mailchimpConnector as ConnectorDefinition,
+  sendgridConnector as ConnectorDefinition,
   // salesforceConnector, hubspotConnector, mailchimpConnector, sendgridConnector: later issues.
 ];
 

@@ -74,6 +74,7 @@ export async function pullConnector(engine: Engine, connector: Connector, opts: 
 async function eraseAgain(engine: Engine, connector: Connector, records: RecordSnapshot[]): Promise<number> {
   const bySubject = new Map<string, RecordSnapshot[]>();
   for (const r of records) {
+    if (connector.capabilities.eraseKeepsSuppression === true && isSuppressionResidue(r)) continue;
     const list = bySubject.get(r.subject) ?? [];
     list.push(r);
     bySubject.set(r.subject, list);
@@ -85,7 +86,14 @@ async function eraseAgain(engine: Engine, connector: Connector, records: RecordS
     await engine.store.eraseSubject(subject, subjectHash(subject, engine.config.salt), connector.id, changes);
     engine.logger.warn({ connector: connector.id, subject, records: recs.length, changes: changes.length }, 'erased person seen again: erasing again');
   }
-  return records.length;
+  let n = 0;
+  for (const recs of bySubject.values()) n += recs.length;
+  return n;
+}
+
+/** Nothing but denials and suppressions: what an erasure deliberately left behind. */
+function isSuppressionResidue(r: RecordSnapshot): boolean {
+  return Object.values(r.consent).every((s) => s !== 'granted') && Object.values(r.suppressed).some((v) => v);
 }
 
 /** Pull several connectors one after the other; returns stats per connector id. */

@@ -25,7 +25,7 @@ const ctx = { purposes: [], logger: pino({ level: 'silent' }), baseDir: '/tmp' }
 describe('connector registry', () => {
   it('registers the built-in kinds', () => {
     const r = defaultRegistry();
-    expect([...r.kinds()].sort()).toEqual(['csv', 'hubspot', 'mailchimp', 'salesforce']);
+    expect([...r.kinds()].sort()).toEqual(['csv', 'hubspot', 'mailchimp', 'salesforce', 'sendgrid']);
     expect(r.get('csv')?.kind).toBe('csv');
     expect(r.get('nope')).toBeUndefined();
   });

@@ -335,6 +335,27 @@ describe('engine: pull -> reconcile -> apply', () => {
     expect((await store.subjectState('ann@example.com')).observations).toHaveLength(0);
   });
 
+  it('erasure: the suppression a platform keeps on purpose (eraseKeepsSuppression) is not erased again every pull', async () => {
+    const { engine, store, cs } = setup((clock) => [new FakeConnector('crm', clock), new FakeConnector('esp', clock, undefined, { erase: false, eraseKeepsSuppression: true })]);
+    const [crm, esp] = cs as [FakeConnector, FakeConnector];
+    crm.set('ann@example.com', 'email:newsletter', 'granted', '2024-01-01T00:00:00.000Z');
+    (crm.rows.get('ann@example.com') as FakeRow).erasure = '2024-03-01T00:00:00.000Z';
+    esp.set('ann@example.com', 'email:newsletter', 'granted', '2024-01-01T00:00:00.000Z');
+    await pullAllFakes(engine);
+    expect((await reconcile(engine)).erased).toBe(1);
+    await applyOutbox(engine, crm);
+    await applyOutbox(engine, esp);
+    expect(esp.rows.get('ann@example.com')?.suppressed['email']).toBe(true); // the residue it keeps
+    // Nightly pulls see the residue: not a re-import, nothing erased again.
+    expect((await pullConnector(engine, esp, { full: true })).reerased).toBe(0);
+    // A real re-import (a grant) on the same platform is erased again.
+    esp.set('ann@example.com', 'email:newsletter', 'granted', '2024-05-01T00:00:00.000Z');
+    expect((await pullConnector(engine, esp, { full: true })).reerased).toBe(1);
+    const facts: string[] = [];
+    for await (const e of store.iterateErasures()) facts.push(e.source);
+    expect(facts).toEqual(['crm', 'esp']);
+  });
+
   it('instant path: an opt-out is decided at once, only that person, in the high lane', async () => {
     const { engine, store, cs } = setup((clock) => [new FakeConnector('crm', clock), new FakeConnector('esp', clock)]);
     const [crm, esp] = cs as [FakeConnector, FakeConnector];

@@ -41,7 +41,7 @@ export function groupSuppressions(ctx: SgContext, id: string, req: ApiRequest): 
   const g = groupOf(ctx, id);
   if (req.method === 'GET') return { status: 200, body: [...g.suppressions.all()].map((e) => e.email) };
   if (req.method === 'POST') {
-    const emails = recipientEmails(req.body);
+    const emails = recipientEmails(req.body, ctx);
     for (const e of emails) suppressInGroup(ctx, g, e);
     return { status: 201, body: { recipient_emails: emails } };
   }

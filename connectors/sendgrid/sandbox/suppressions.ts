@@ -4,11 +4,14 @@ import { pageParams } from './lists.js';
 
 const EMAIL_RE = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
 
-/** `{recipient_emails:[...]}`, validated. */
-export function recipientEmails(body: unknown): string[] {
+/**
+ * `{recipient_emails:[...]}`, validated. With `ctx`, the partialFailureRate fault applies: SendGrid
+ * has no partial success, it refuses the whole call for one address it will not take (400).
+ */
+export function recipientEmails(body: unknown, ctx?: SgContext): string[] {
   const list = isRecord(body) ? body['recipient_emails'] : undefined;
   if (!Array.isArray(list) || list.length === 0) throw sgError(400, 'recipient_emails is required and must be a non-empty array', 'recipient_emails');
-  for (const e of list) if (typeof e !== 'string' || !EMAIL_RE.test(e)) throw sgError(400, `email address is invalid: ${String(e)}`, 'recipient_emails');
+  for (const e of list) if (typeof e !== 'string' || !EMAIL_RE.test(e) || ctx?.faults.itemFails() === true) throw sgError(400, `email address is invalid: ${String(e)}`, 'recipient_emails');
   return list as string[];
 }
 
@@ -26,7 +29,7 @@ export function addGlobal(ctx: SgContext, email: string, created = nowSeconds(ct
 export function globalRoute(ctx: SgContext, req: ApiRequest, email: string | null): ApiResponse {
   if (email === null) {
     if (req.method !== 'POST') throw sgError(405, 'method not allowed');
-    const emails = recipientEmails(req.body);
+    const emails = recipientEmails(req.body, ctx);
     for (const e of emails) addGlobal(ctx, e);
     return { status: 201, body: { recipient_emails: emails } };
   }
