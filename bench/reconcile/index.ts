@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median } from '../stats.js';
 import { configYaml, generateSystems } from './generate.js';
 
 export interface ReconcileFigures {
@@ -25,11 +26,6 @@ export interface ReconcileFigures {
   second_plan_changes: number;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : Math.round(((s[m - 1] as number) + (s[m] as number)) / 2);
-};
 
 export async function benchReconcile(opts: { people: number; runs: number; seed: number }): Promise<void> {
   const pipeline = fileURLToPath(new URL('./pipeline.ts', import.meta.url));
@@ -52,7 +48,7 @@ export async function benchReconcile(opts: { people: number; runs: number; seed:
     }
   }
   const keys = Object.keys(results[0] ?? {}) as Array<keyof ReconcileFigures>;
-  const med = Object.fromEntries(keys.map((k) => [k, median(results.map((r) => r[k]))]));
+  const med = Object.fromEntries(keys.map((k) => [k, Math.round(median(results.map((r) => r[k])))]));
   console.log(`\nreconcile, ${opts.people} people, median of ${opts.runs}:`);
   console.table(med);
 }

@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
 import { subjectHash, type Observation } from '../model/index.js';
-import { decide, explainDecision } from '../policy/index.js';
+import { ECHO_TEXT, decide, explainDecision } from '../policy/index.js';
 import { emailArg } from './args.js';
 import { out, withRuntime, type GlobalOptions } from './runtime.js';
 
 function describe(o: Observation): string {
   const what = o.kind === 'consent' ? `${o.state} (${o.strength})` : o.kind === 'suppression' ? `suppressed: ${o.reason ?? 'blocked'}` : 'erasure requested';
   const extras = [o.reference ? `ref ${o.reference}` : null, o.evidence ? `evidence ${JSON.stringify(o.evidence)}` : null].filter((x) => x !== null);
-  return `${o.statedAt ?? '(no time)'}  ${o.source}  ${o.channel}:${o.purpose}  ${what}  via ${o.how}${extras.length > 0 ? `  ${extras.join(', ')}` : ''}  [${o.id}]`;
+  return `${o.statedAt ?? '(no time)'}  ${o.source}  ${o.channel}:${o.purpose}  ${what}  via ${o.how}${extras.length > 0 ? `  ${extras.join(', ')}` : ''}  [${o.id}]${o.echo === true ? `  ${ECHO_TEXT}` : ''}`;
 }
 
 /** `consentd explain EMAIL [--json]`: every observation, the winning one and the rule, per scope. */
@@ -34,7 +34,8 @@ export function registerExplain(program: Command): void {
           out.line('  erased: only a salted-hash tombstone and the audit fact are kept about this person (rule 6)');
           return;
         }
-        out.line(`\nobservations (${observations.length}):`);
+        const echoes = observations.filter((o) => o.echo === true).length;
+        out.line(`\nobservations (${observations.length}${echoes > 0 ? `, of which ${echoes} echo(es) ignored (rule 10)` : ''}):`);
         if (observations.length === 0) out.line('  none: consentd has never seen this address');
         for (const o of observations) out.line(`  ${describe(o)}`);
         if (explanation.erasureRequested) out.line('\nerasure requested: the person is erased on the next reconcile (rule 6)');

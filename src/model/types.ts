@@ -60,6 +60,17 @@ export type ObservationInput = z.infer<typeof ObservationInput>;
 export const Observation = ObservationInput.extend({
   id: z.string(),
   observedAt: IsoTime,
+  /**
+   * Set by the store, never by a connector (policy rule 10, no ping-pong). An observation is news
+   * only if it changes what its record says: a `consent` observation from connector C about record
+   * R whose state equals the state that the stored snapshot of (C, R) already held for its scope
+   * before this ingestion (the snapshot already reflects our own pushes) is an echo: of our own
+   * push, or of a re-stamped time (LastModifiedDate drift). It stays in the ledger (audit) and the
+   * policy ignores it. A first sighting (no snapshot, or no state for the scope) is news;
+   * suppressions, erasures and statements made through consentd (CLI, admin API) are never echoes.
+   * Absent when false. Not part of the content id.
+   */
+  echo: z.boolean().optional(),
 });
 export type Observation = z.infer<typeof Observation>;
 

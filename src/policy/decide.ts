@@ -226,9 +226,22 @@ export function decideSuppressions(obs: readonly Observation[]): ChannelSuppress
   return out;
 }
 
+/**
+ * Rule 10: an echo (Observation.echo, set by the store: the observation repeated what its record
+ * already said, e.g. our own push coming back) is news to nobody and decides nothing.
+ */
+export function isEcho(o: Observation): boolean {
+  return o.echo === true;
+}
+
+/** The observations the policy weighs: one per id (rule 7), echoes left out (rule 10). */
+export function effectiveObservations(observations: readonly Observation[]): Observation[] {
+  return dedupeObservations(observations).filter((o) => !isEcho(o));
+}
+
 /** The canonical state of one subject. All observations are taken to be about `subject`. */
 export function decide(subject: string, observations: readonly Observation[], opts: PolicyOptions): Decision {
-  const obs = dedupeObservations(observations);
+  const obs = effectiveObservations(observations);
   const permissions: Permission[] = [];
   for (const channel of channelsOf(obs)) {
     for (const purpose of purposesOf(obs, channel, opts.purposes)) permissions.push(decideScope(obs, channel, purpose, opts));

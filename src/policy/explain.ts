@@ -1,5 +1,5 @@
 import type { Channel, ConsentState, Decision, Observation, RuleId, SuppressionReason } from '../model/index.js';
-import { dedupeObservations, isComplaint, relevantConsent, statedMs } from './decide.js';
+import { dedupeObservations, isComplaint, isEcho, relevantConsent, statedMs } from './decide.js';
 
 /** One line per rule, for `consentd explain` and the admin API. */
 export const RULE_TEXT: Record<RuleId, string> = {
@@ -22,6 +22,9 @@ export const SUPPRESSION_TEXT: Record<SuppressionReason, string> = {
   blocked: 'Suppressed: a block in one mailing platform suppresses the address in every platform (rule 5)',
 };
 
+/** Mark of an echo in a history (rule 10): it is kept for the audit and never weighed. */
+export const ECHO_TEXT = '(echo of our push / no change: ignored)';
+
 /** Extra sentence appended when a permission is granted but stale and not revoked. */
 export const STALE_TEXT = 'Stale: the explicit grant is older than reconfirmAfter and should be reconfirmed (rule 9)';
 
@@ -34,7 +37,10 @@ export interface PermissionExplanation {
   stale: boolean;
   /** The observation that decided it; null for no-evidence (or if it is no longer among the observations). */
   decidedBy: Observation | null;
-  /** Every observation that speaks about this scope, sorted by statedAt (no time last), then id. */
+  /**
+   * Every observation that speaks about this scope, sorted by statedAt (no time last), then id.
+   * Echoes (`echo: true`, rule 10) are listed too, for the audit; they never decide.
+   */
   relevant: Observation[];
 }
 
@@ -68,7 +74,8 @@ function byStatedAt(a: Observation, b: Observation): number {
  */
 export function explainDecision(decision: Decision, observations: readonly Observation[]): DecisionExplanation {
   const obs = dedupeObservations(observations);
-  const byId = new Map(obs.map((o) => [o.id, o] as const));
+  // The winner is always among what the policy weighed: never an echo.
+  const byId = new Map(obs.filter((o) => !isEcho(o)).map((o) => [o.id, o] as const));
   const find = (id: string | null): Observation | null => (id === null ? null : (byId.get(id) ?? null));
 
   const permissions = decision.permissions.map((p): PermissionExplanation => {

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { cpSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/loader.js';
@@ -7,7 +8,7 @@ import type { PullReject } from '../../src/connectors/contract.js';
 import { applyAll, createEngine, planReport, pullConnector, reconcile, type Engine } from '../../src/engine/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
-import { csvConfig, workspace, type Workspace } from '../helpers/cli.js';
+import { ROOT, csvConfig, workspace, type Workspace } from '../helpers/cli.js';
 
 const HEADER = 'email,channel,purpose,state,stated_at,evidence\n';
 
@@ -116,5 +117,87 @@ describe('e2e: two CSV systems', () => {
     // The malformed rows are left as they were.
     expect(readFileSync(ws.path('crm.csv'), 'utf8')).toContain('not-an-address,email,*,unsubscribed');
     expect(esp.some((x) => x[0] === 'carl@example.com' && x[3] === 'teleported')).toBe(true);
+  });
+});
+
+/** An engine over any config file, with an in-memory store. */
+function openConfig(configPath: string): Engine {
+  const registry = defaultRegistry();
+  const config = loadConfig(configPath, { env: {}, registry });
+  const logger = pino({ level: 'silent' });
+  store = openSqliteStore(':memory:', { salt: config.salt });
+  const connectors = config.connectors.map((c) => registry.create(c, { purposes: config.purposes.map((p) => p.id), logger, baseDir: config.baseDir }));
+  return createEngine({ config, store, connectors, logger });
+}
+
+/** pull (full or not) + reconcile + apply; returns the changes reconcile found and the changes pushed. */
+async function applyRound(engine: Engine, full = false): Promise<{ changes: number; pushed: number; dead: number }> {
+  for (const c of engine.connectors) await pullConnector(engine, c, { full });
+  const rec = await reconcile(engine);
+  const applied = await applyAll(engine, engine.connectors);
+  const pushed = [...applied.values()].reduce((n, s) => n + s.pushed, 0);
+  const dead = [...applied.values()].reduce((n, s) => n + s.dead, 0);
+  return { changes: rec.changes, pushed, dead };
+}
+
+async function planRound(engine: Engine, full = false): Promise<number> {
+  for (const c of engine.connectors) await pullConnector(engine, c, { full });
+  return (await planReport(engine)).changes;
+}
+
+describe('e2e: our own pushes echoing back (rule 10)', () => {
+  it('a "*" denial from 2020 and later purpose grants in two grant-allowed systems converge: no ping-pong', async () => {
+    ws = workspace();
+    const ugo = 'ugo.bianchi@example.net';
+    ws.write('legacy.csv', `${HEADER}${ugo},email,*,unsubscribed,2020-01-15,letter\n`);
+    ws.write('crm.csv', `${HEADER}${ugo},email,newsletter,subscribed,2023-09-21,web form /signup\n`);
+    ws.write('esp.csv', `${HEADER}${ugo},email,launches,subscribed,2024-04-16T13:30:00Z,double opt-in confirmed\n`);
+    const configPath = ws.write(
+      'consentd.yaml',
+      csvConfig({
+        purposes: ['newsletter', 'product_updates'],
+        store: ':memory:',
+        connectors: [
+          { id: 'crm', file: 'crm.csv', grants: true, purposes: { newsletter: 'newsletter', product_updates: 'product_updates' } },
+          { id: 'esp', file: 'esp.csv', grants: true, purposes: { weekly: 'newsletter', launches: 'product_updates' } },
+          { id: 'legacy', file: 'legacy.csv' },
+        ],
+      }),
+    );
+    const engine = openConfig(configPath);
+
+    const first = await applyRound(engine);
+    expect(first.changes).toBeGreaterThan(0);
+    expect(first).toMatchObject({ pushed: first.changes, dead: 0 });
+    // We pushed "* denied" and a purpose grant into the same systems at the same instant.
+    expect(rows(ws, 'crm.csv').some((r) => r[2] === '*' && r[3] === 'unsubscribed')).toBe(true);
+    expect(rows(ws, 'crm.csv').some((r) => r[2] === 'product_updates' && r[3] === 'subscribed')).toBe(true);
+
+    expect(await planRound(engine)).toBe(0);
+    expect(await applyRound(engine)).toEqual({ changes: 0, pushed: 0, dead: 0 });
+    expect(await planRound(engine, true)).toBe(0);
+
+    // The echoes are in the ledger, flagged, and product_updates stays granted.
+    const st = await engine.store.subjectState(ugo);
+    const echoes = st.observations.filter((o) => o.echo === true);
+    expect(echoes.length).toBeGreaterThanOrEqual(4);
+    expect(echoes.every((o) => o.evidence?.startsWith('consentd:') === true)).toBe(true);
+    const decision = await engine.store.decision(ugo);
+    const perm = (purpose: string) => decision?.permissions.find((p) => p.channel === 'email' && p.purpose === purpose);
+    expect(perm('product_updates')).toMatchObject({ state: 'granted', rule: 'R1-later-explicit-grant' });
+    expect(perm('newsletter')).toMatchObject({ state: 'granted', rule: 'R1-later-explicit-grant' });
+    expect(perm('*')).toMatchObject({ state: 'denied', rule: 'R1-denial-sticky' });
+  });
+
+  it('the shipped example (config/example.yaml, on a temp copy): apply, then plan is empty, apply again pushes nothing, a third pull plans nothing', async () => {
+    ws = workspace();
+    cpSync(join(ROOT, 'config'), join(ws.dir, 'config'), { recursive: true });
+    const engine = openConfig(join(ws.dir, 'config', 'example.yaml'));
+    const first = await applyRound(engine);
+    expect(first.changes).toBeGreaterThan(100);
+    expect(first.dead).toBe(0);
+    expect(await planRound(engine)).toBe(0);
+    expect(await applyRound(engine)).toEqual({ changes: 0, pushed: 0, dead: 0 });
+    expect(await planRound(engine, true)).toBe(0);
   });
 });

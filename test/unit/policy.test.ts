@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decide, explainDecision, RULE_TEXT } from '../../src/policy/index.js';
-import { RuleId, type Decision, type Permission } from '../../src/model/index.js';
+import { decide, ECHO_TEXT, explainDecision, RULE_TEXT } from '../../src/policy/index.js';
+import { RuleId, type Decision, type Observation, type Permission } from '../../src/model/index.js';
+import { observationArb, observationsArb, optionsArb } from '../property/arbitraries.js';
 import {
   DAY,
   MINUTE,
@@ -320,5 +322,88 @@ describe('explainDecision', () => {
 
   it('has a sentence for every rule', () => {
     for (const r of RuleId.options) expect(RULE_TEXT[r].length).toBeGreaterThan(20);
+  });
+});
+
+describe('rule 10: echoes decide nothing', () => {
+  const echo = (o: Observation): Observation => ({ ...o, echo: true });
+
+  it('an echo never decides: not a later grant, not a later denial, not a first statement', () => {
+    const d0 = deny(day(1));
+    expect(perm(decide(SUBJECT, [d0, echo(grant(day(10)))], policyOptions()), '*')).toMatchObject({ state: 'denied', decidedBy: d0.id });
+    const g = grant(day(1));
+    expect(perm(decide(SUBJECT, [g, echo(deny(day(10)))], policyOptions()), '*')).toMatchObject({ state: 'granted', decidedBy: g.id });
+    // within the clock-skew window of a real statement: still no doubt (rule 3 is not triggered)
+    expect(perm(decide(SUBJECT, [g, echo(deny(day(1)))], policyOptions()), '*')).toMatchObject({ state: 'granted', decidedBy: g.id });
+    // echoes alone: as if nothing was said (no scope listed at all)
+    expect(decide(SUBJECT, [echo(deny(day(1))), echo(grant(day(2), { channel: 'sms' }))], policyOptions())).toEqual(decide(SUBJECT, [], policyOptions()));
+  });
+
+  it('ugo.bianchi: our pushes of "* denied" and "product_updates granted" echoing back at the same time do not flip product_updates', () => {
+    const opts = policyOptions({ grantSources: new Set(['crm_export', 'newsletter_tool', 'cli', 'api']), purposes: ['newsletter', 'product_updates', 'events'] });
+    const pushedAt = '2026-11-24T04:20:33.274Z';
+    const real = [
+      deny('2020-01-15T00:00:00.000Z', { source: 'legacy_suppressions', recordId: SUBJECT, how: 'import', evidence: 'letter' }),
+      grant('2023-09-21T00:00:00.000Z', { source: 'crm_export', recordId: SUBJECT, purpose: 'newsletter', how: 'import', evidence: 'web form /signup' }),
+      grant('2024-04-16T13:30:00.000Z', { source: 'newsletter_tool', recordId: SUBJECT, purpose: 'product_updates', how: 'import', evidence: 'double opt-in confirmed' }),
+    ];
+    const echoes = [
+      deny(pushedAt, { source: 'crm_export', recordId: SUBJECT, how: 'import', evidence: 'consentd:R1-denial-sticky' }),
+      grant(pushedAt, { source: 'crm_export', recordId: SUBJECT, purpose: 'product_updates', how: 'import', evidence: 'consentd:R1-later-explicit-grant' }),
+      deny(pushedAt, { source: 'newsletter_tool', recordId: SUBJECT, how: 'import', evidence: 'consentd:R1-denial-sticky' }),
+      grant(pushedAt, { source: 'newsletter_tool', recordId: SUBJECT, purpose: 'newsletter', how: 'import', evidence: 'consentd:R1-later-explicit-grant' }),
+    ];
+    const before = decide(SUBJECT, real, opts);
+    expect(perm(before, 'product_updates')).toMatchObject({ state: 'granted', rule: 'R1-later-explicit-grant' });
+    // Unflagged (the bug): a grant and a denial at the same instant, rule 3 denies product_updates.
+    expect(perm(decide(SUBJECT, [...real, ...echoes], opts), 'product_updates')).toMatchObject({ state: 'denied', rule: 'R3-doubt-favours-denial' });
+    // Flagged as the store flags them: nothing changes.
+    const after = decide(SUBJECT, [...real, ...echoes.map(echo)], opts);
+    expect(after).toEqual(before);
+    expect(perm(after, 'product_updates')).toMatchObject({ state: 'granted', decidedBy: real[2]?.id });
+    expect(perm(after, 'newsletter')).toMatchObject({ state: 'granted', decidedBy: real[1]?.id });
+    expect(perm(after, '*')).toMatchObject({ state: 'denied', decidedBy: real[0]?.id });
+  });
+
+  it('explain lists echoes in the history, never as the winner', () => {
+    const g = grant(day(1));
+    const e = echo(deny(day(1), { source: 'salesforce' }));
+    const ex = explainDecision(decide(SUBJECT, [g, e], policyOptions()), [g, e]);
+    const star = ex.permissions.find((p) => p.purpose === '*');
+    expect(star).toMatchObject({ state: 'granted', decidedBy: g });
+    expect(star?.relevant).toContainEqual(e);
+    expect(star?.relevant.find((o) => o.id === e.id)?.echo).toBe(true);
+    // an echo sharing the id of the winner cannot be reported as it
+    const gEcho = echo({ ...g, observedAt: '2000-01-01T00:00:00.000Z' });
+    expect(explainDecision(decide(SUBJECT, [gEcho], policyOptions()), [gEcho]).permissions).toEqual([]);
+    expect(ECHO_TEXT).toMatch(/echo/);
+  });
+
+  it('property: adding echoes (any state, any scope, any time) never changes the decision', () => {
+    fc.assert(
+      fc.property(observationsArb, fc.array(observationArb(), { maxLength: 8 }), optionsArb, (xs, extra, opts) => {
+        const ids = new Set(xs.map((o) => o.id));
+        // The store keeps one row per id: an echo never shares the id of a stored observation.
+        const echoes = extra.filter((o) => !ids.has(o.id)).map(echo);
+        expect(decide(SUBJECT, [...xs, ...echoes], opts)).toEqual(decide(SUBJECT, xs, opts));
+        expect(decide(SUBJECT, [...echoes, ...xs].reverse(), opts)).toEqual(decide(SUBJECT, xs, opts));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('property: an echo repeating the state of a stored observation (same record and scope, our later push) never turns a denial into a grant', () => {
+    fc.assert(
+      fc.property(observationsArb, optionsArb, fc.integer({ min: 0, max: 1000 }), (xs, opts, minutes) => {
+        const before = decide(SUBJECT, xs, opts);
+        const echoes = xs
+          .filter((o) => o.kind === 'consent')
+          .map((o) => echo(obs({ ...o, statedAt: new Date(Date.parse(o.statedAt ?? day(0)) + minutes * MINUTE).toISOString(), evidence: 'consentd:push' })));
+        const after = decide(SUBJECT, [...xs, ...echoes.filter((e) => !xs.some((o) => o.id === e.id))], opts);
+        for (const p of before.permissions) if (p.state !== 'granted') expect(after.permissions.find((q) => q.channel === p.channel && q.purpose === p.purpose)?.state).toBe(p.state);
+        expect(after).toEqual(before);
+      }),
+      { numRuns: 300 },
+    );
   });
 });

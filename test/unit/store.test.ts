@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { Observation as ObservationSchema, RecordSnapshot as RecordSchema, Decision as DecisionSchema } from '../../src/model/index.js';
 import type { Observation } from '../../src/model/index.js';
-import { LATEST_SCHEMA_VERSION, openSqliteStore } from '../../src/store/sqlite/index.js';
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, openSqliteStore } from '../../src/store/sqlite/index.js';
 import { StoreError } from '../../src/store/errors.js';
 import { SALT, change, collect, decision, hashOf, obs, rec, tempStore } from './store-helpers.js';
 
@@ -28,7 +28,8 @@ describe('sqlite store: opening and migrations', () => {
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     const versions = db.prepare('SELECT version FROM schema_migrations').pluck().all();
     db.close();
-    expect(versions).toEqual([LATEST_SCHEMA_VERSION]);
+    expect(versions).toEqual(MIGRATIONS.map((m) => m.version));
+    expect(versions.at(-1)).toBe(LATEST_SCHEMA_VERSION);
     const conn = openSqliteStore(path);
     // synchronous is per connection: check the store's own.
     expect((conn as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true })).toBe(2);

@@ -38,6 +38,8 @@ export interface SqliteStoreOptions {
   cacheMiB?: number;
   /** Page size of a database created by this call (default 8192); ignored for existing files. */
   pageSize?: number;
+  /** Log rows absorbed per transaction (default ABSORB_CHUNK); tests use small values. */
+  absorbChunk?: number;
 }
 
 /** Page size of the streaming iterators. */
@@ -48,8 +50,34 @@ const ABSORB_CHUNK = 250_000;
 const MAX_REMEMBERED_DIRTY = 200_000;
 const LANES: readonly Lane[] = ['high', 'normal'];
 
-const OBS_COLUMNS =
+/** Columns of an observation; `echo` (0/1) last, so that fromRow can drop it cheaply when 0. */
+const OBS_FIELDS =
   'id, subject, source, record_id AS recordId, kind, channel, purpose, state, strength, stated_at AS statedAt, how, reference, evidence, reason, observed_at AS observedAt';
+const OBS_COLUMNS = `${OBS_FIELDS}, echo`;
+
+/**
+ * Is the obs_log row `l` an echo (policy rule 10; see Observation.echo)? It is when it is eligible
+ * (rec_mark set: a consent observation with a record id, from the connector that ingested it) and
+ * its state equals what the snapshot of its record said before it was logged: the latest rec_log
+ * row of (source, record_id) logged before it (seq <= rec_mark), else the absorbed snapshot in
+ * `records` (absorb never moves a snapshot logged after a waiting observation into `records`).
+ * No snapshot, or no state for the scope (`''` stops the fallback to `records`): news.
+ */
+const ECHO_OF_LOG_ROW = `CASE WHEN l.rec_mark IS NULL THEN 0 WHEN l.state = coalesce(
+    (SELECT coalesce(json_extract(p.snapshot, '$.consent."' || l.channel || ':' || l.purpose || '"'), '') FROM rec_log AS p
+      WHERE p.connector_id = l.source AND p.record_id = l.record_id AND p.seq <= l.rec_mark ORDER BY p.seq DESC LIMIT 1),
+    (SELECT json_extract(r.snapshot, '$.consent."' || l.channel || ':' || l.purpose || '"') FROM records AS r
+      WHERE r.connector_id = l.source AND r.record_id = l.record_id)
+  ) THEN 1 ELSE 0 END`;
+
+/** A loaded observation row: `echo` 0/1 -> `echo: true` or no property (exactOptionalPropertyTypes). */
+type ObservationRow = Omit<Observation, 'echo'> & { echo?: number | boolean };
+function fromRow(row: ObservationRow): Observation {
+  // Deleting the last-added property is cheap in V8 (the object keeps its fast shape).
+  if (row.echo === 1) row.echo = true;
+  else delete row.echo;
+  return row as Observation;
+}
 
 const sqlList = (values: readonly string[]): string => values.map((v) => `'${v}'`).join(', ');
 
@@ -92,10 +120,12 @@ export class SqliteStore implements Store {
   private readonly loadedDirty = new Map<string, number>();
   /** Tombstone buckets, cached per meta 'tombstones_gen' (bumped by every erasure, any process). */
   private buckets: { gen: string; set: Set<number> } | null = null;
+  private readonly absorbChunk: number;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.path = path;
     this.readonly = opts.readonly === true;
+    this.absorbChunk = Math.max(1, Math.floor(opts.absorbChunk ?? ABSORB_CHUNK));
     const db = new Database(path, this.readonly ? { readonly: true, fileMustExist: true } : {});
     this.db = db;
     try {
@@ -165,8 +195,21 @@ export class SqliteStore implements Store {
     };
   }
 
-  /** Append an observation to the staging log (absorbed before any read). */
-  private logObservation(o: Observation): void {
+  /**
+   * Highest rec_log seq ever assigned (AUTOINCREMENT: never reused). An observation logged with this
+   * mark came after every snapshot logged so far: absorb compares it with those (see ECHO_OF_LOG_ROW).
+   */
+  private recMark(): number {
+    return (this.s.recMark.get() as number | undefined) ?? 0;
+  }
+
+  /**
+   * Append an observation to the staging log (absorbed before any read). `recMark`: see recMark();
+   * null = never an echo. Only consent observations with a record id, stated by the connector that
+   * ingests them, can be echoes; suppressions and erasures are sticky and never flagged.
+   */
+  private logObservation(o: Observation, recMark: number | null, connectorId: string | null): void {
+    const eligible = recMark !== null && o.kind === 'consent' && o.recordId !== null && o.source === connectorId;
     this.s.logObs.run(
       o.subject,
       o.id,
@@ -183,6 +226,7 @@ export class SqliteStore implements Store {
       o.evidence ?? null,
       o.reason ?? null,
       o.observedAt,
+      eligible ? recMark : null,
     );
   }
 
@@ -197,6 +241,12 @@ export class SqliteStore implements Store {
    * ABSORB_CHUNK rows, each chunk one transaction; the event loop gets a turn between chunks.
    * Every read that needs subjects, observations or records calls this first; a read-only store
    * cannot, and reads the logs as well where it matters (subjectState).
+   *
+   * Echoes (policy rule 10): each observation is flagged while it moves, against the snapshot its
+   * record had before the observation was logged (ECHO_OF_LOG_ROW): the snapshots of the same
+   * chunk move only after its observations, and never past the mark of an observation still waiting.
+   * Pull pages, webhook intake and pushed snapshots (completeOutbox) all come through these logs,
+   * so the snapshot of our own push is "before" the pull or webhook that echoes it.
    */
   async absorb(): Promise<void> {
     this.live();
@@ -208,10 +258,18 @@ export class SqliteStore implements Store {
         const obsFrom = this.s.minObsLog.get() as number | null;
         const recFrom = this.s.minRecLog.get() as number | null;
         if (obsFrom === null && recFrom === null) return false;
-        const obsTo = obsFrom === null ? 0 : obsFrom + ABSORB_CHUNK - 1;
-        const recTo = recFrom === null ? 0 : recFrom + ABSORB_CHUNK - 1;
+        const obsTo = obsFrom === null ? 0 : obsFrom + this.absorbChunk - 1;
+        let recTo = recFrom === null ? 0 : recFrom + this.absorbChunk - 1;
+        if (recFrom !== null && obsFrom !== null) {
+          // Echo flags compare an observation with the snapshots logged before it: a snapshot logged
+          // after an observation that waits for a later chunk must not reach `records` before it.
+          // Marks grow with seq, so the first waiting one bounds them all.
+          const next = this.s.nextRecMark.get(obsTo) as number | undefined;
+          if (next !== undefined && next < recTo) recTo = next;
+        }
         this.s.absorbDirty.run(obsTo, recTo);
         if (obsFrom !== null) {
+          // Before this chunk's snapshots move: each observation is flagged against the old ones.
           this.s.absorbObs.run(obsTo);
           this.s.clearObsLog.run(obsTo);
         }
@@ -280,6 +338,7 @@ export class SqliteStore implements Store {
   ): Promise<IngestResult> {
     return this.tx(() => {
       const isTombstoned = this.tombstoneFilter();
+      const mark = this.recMark();
       const tombstoned = new Map<string, RecordSnapshot>();
       const tombstonedObs: Observation[] = [];
       const seen = new Set<string>();
@@ -293,7 +352,7 @@ export class SqliteStore implements Store {
         // Already in the ledger (a nightly re-pull) or twice in this page: nothing to add.
         if (seen.has(o.id) || this.s.hasObs.get(o.subject, o.id) !== undefined) continue;
         seen.add(o.id);
-        this.logObservation(o);
+        this.logObservation(o, mark, connectorId);
         observationsAdded++;
       }
       for (const r of page.records) {
@@ -340,7 +399,8 @@ export class SqliteStore implements Store {
       for (const o of observations) {
         if (isTombstoned(o.subject)) continue;
         if (added.includes(o.id) || this.s.hasObs.get(o.subject, o.id) !== undefined) continue;
-        this.logObservation(o);
+        // A statement made through consentd (CLI, admin API) is never an echo.
+        this.logObservation(o, null, null);
         added.push(o.id);
       }
       return added;
@@ -351,6 +411,8 @@ export class SqliteStore implements Store {
     // No absorb here: the webhook must be acknowledged fast, even while a full pull is being absorbed.
     return this.tx(() => {
       const isTombstoned = this.tombstoneFilter();
+      // Before this intake's own snapshots (logged below): those say what the events say.
+      const mark = this.recMark();
       const fresh: string[] = [];
       for (const e of events) {
         const obs = observationsByEvent.get(e.eventId) ?? [];
@@ -362,7 +424,7 @@ export class SqliteStore implements Store {
         const subjects = new Set<string>();
         for (const o of live) {
           subjects.add(o.subject);
-          this.logObservation(o);
+          this.logObservation(o, mark, e.connectorId);
         }
         for (const subject of subjects) this.s.insertEventSubject.run(subject, e.connectorId, e.eventId);
       }
@@ -395,8 +457,8 @@ export class SqliteStore implements Store {
   /** Observations and records of the given subjects: one query each. */
   private loadInto(bySubject: Map<string, SubjectState>): void {
     const list = JSON.stringify([...bySubject.keys()]);
-    for (const o of this.s.obsOfSubjects.iterate(list) as IterableIterator<Observation>) {
-      bySubject.get(o.subject)?.observations.push(o);
+    for (const row of this.s.obsOfSubjects.iterate(list) as IterableIterator<ObservationRow>) {
+      bySubject.get(row.subject)?.observations.push(fromRow(row));
     }
     for (const json of this.s.recordsOfSubjects.iterate(list) as IterableIterator<string>) {
       const r = JSON.parse(json) as RecordSnapshot;
@@ -411,10 +473,10 @@ export class SqliteStore implements Store {
     if (this.readonly) {
       // Cannot absorb: add what still waits in the logs (a scan, fine for one person).
       const ids = new Set(st.observations.map((o) => o.id));
-      for (const o of this.s.obsLogOf.all(subject) as Observation[]) {
-        if (ids.has(o.id)) continue;
-        ids.add(o.id);
-        st.observations.push(o);
+      for (const row of this.s.obsLogOf.all(subject) as ObservationRow[]) {
+        if (ids.has(row.id)) continue;
+        ids.add(row.id);
+        st.observations.push(fromRow(row));
       }
       const latest = new Map(st.records.map((r) => [`${r.connectorId}\u0000${r.recordId}`, r]));
       for (const json of this.s.recLogOf.all(subject) as string[]) {
@@ -635,7 +697,7 @@ export class SqliteStore implements Store {
     let at: { observedAt: string; seq: number } | undefined;
     for (;;) {
       this.live();
-      const rows = (at === undefined ? this.s.ledgerFirst.all(STREAM_PAGE) : this.s.ledgerAfter.all(at.observedAt, at.seq, STREAM_PAGE)) as Observation[];
+      const rows = ((at === undefined ? this.s.ledgerFirst.all(STREAM_PAGE) : this.s.ledgerAfter.all(at.observedAt, at.seq, STREAM_PAGE)) as ObservationRow[]).map(fromRow);
       const last = rows[rows.length - 1];
       // Keyset position read before yielding: the consumer may be slow, writers go on meanwhile.
       if (last !== undefined) at = { observedAt: last.observedAt, seq: this.s.seqOf.get(last.subject, last.id) as number };
@@ -728,9 +790,11 @@ function prepareStatements(db: Database.Database) {
 
     hasObs: pluck('SELECT 1 FROM observations WHERE subject = ? AND id = ?'),
     logObs: p(
-      `INSERT INTO obs_log (subject, id, source, record_id, kind, channel, purpose, state, strength, stated_at, how, reference, evidence, reason, observed_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO obs_log (subject, id, source, record_id, kind, channel, purpose, state, strength, stated_at, how, reference, evidence, reason, observed_at, rec_mark)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
+    recMark: pluck(`SELECT seq FROM sqlite_sequence WHERE name = 'rec_log'`),
+    nextRecMark: pluck('SELECT rec_mark FROM obs_log WHERE seq > ? AND rec_mark IS NOT NULL ORDER BY seq LIMIT 1'),
     logRec: p('INSERT INTO rec_log (subject, connector_id, record_id, snapshot, run) VALUES (?, ?, ?, ?, ?)'),
     minObsLog: pluck('SELECT min(seq) FROM obs_log'),
     minRecLog: pluck('SELECT min(seq) FROM rec_log'),
@@ -740,9 +804,10 @@ function prepareStatements(db: Database.Database) {
        ON CONFLICT (subject) DO UPDATE SET dirty = dirty + 1`,
     ),
     absorbObs: p(
-      `INSERT OR IGNORE INTO observations (subject, id, source, record_id, kind, channel, purpose, state, strength, stated_at, how, reference, evidence, reason, observed_at, seq)
-       SELECT subject, id, source, record_id, kind, channel, purpose, state, strength, stated_at, how, reference, evidence, reason, observed_at, seq
-       FROM obs_log WHERE seq <= ? ORDER BY subject, id`,
+      `INSERT OR IGNORE INTO observations (subject, id, source, record_id, kind, channel, purpose, state, strength, stated_at, how, reference, evidence, reason, observed_at, seq, echo)
+       SELECT l.subject, l.id, l.source, l.record_id, l.kind, l.channel, l.purpose, l.state, l.strength, l.stated_at, l.how, l.reference, l.evidence, l.reason, l.observed_at, l.seq,
+         ${ECHO_OF_LOG_ROW}
+       FROM obs_log AS l WHERE l.seq <= ? ORDER BY l.subject, l.id`,
     ),
     absorbRec: p(
       `INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run)
@@ -755,7 +820,7 @@ function prepareStatements(db: Database.Database) {
     ),
     clearObsLog: p('DELETE FROM obs_log WHERE seq <= ?'),
     clearRecLog: p('DELETE FROM rec_log WHERE seq <= ?'),
-    obsLogOf: p(`SELECT ${OBS_COLUMNS} FROM obs_log WHERE subject = ? ORDER BY seq`),
+    obsLogOf: p(`SELECT ${OBS_FIELDS}, ${ECHO_OF_LOG_ROW} AS echo FROM obs_log AS l WHERE l.subject = ? ORDER BY l.seq`),
     recLogOf: pluck('SELECT snapshot FROM rec_log WHERE subject = ? ORDER BY seq'),
     eraseObsLog: p('DELETE FROM obs_log WHERE subject = ?'),
     eraseRecLog: p('DELETE FROM rec_log WHERE subject = ?'),

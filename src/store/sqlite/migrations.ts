@@ -200,6 +200,33 @@ CREATE TABLE erasure_audit (
 );
 `,
   },
+  {
+    version: 2,
+    description: 'echo flag on observations (policy rule 10): obs_log.rec_mark, rec_log seq never reused',
+    // observations.echo: 1 = the observation repeated what its record already said (see SqliteStore.absorb).
+    // obs_log.rec_mark: the highest rec_log seq ever assigned when the observation was logged, so that
+    //   absorb knows which snapshots came before it; NULL = never an echo (statements made through
+    //   consentd, rows logged before this migration).
+    // rec_log is rebuilt with AUTOINCREMENT so that a seq is never reused once the log is emptied
+    //   (rec_mark compares seqs), and indexed by record for the "snapshot before" lookup.
+    sql: `
+ALTER TABLE observations ADD COLUMN echo INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE obs_log ADD COLUMN rec_mark INTEGER;
+
+CREATE TABLE rec_log_v2 (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  subject TEXT NOT NULL,
+  connector_id TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  snapshot TEXT NOT NULL,
+  run INTEGER
+);
+INSERT INTO rec_log_v2 (seq, subject, connector_id, record_id, snapshot, run) SELECT seq, subject, connector_id, record_id, snapshot, run FROM rec_log;
+DROP TABLE rec_log;
+ALTER TABLE rec_log_v2 RENAME TO rec_log;
+CREATE INDEX rec_log_record ON rec_log(connector_id, record_id, seq);
+`,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
