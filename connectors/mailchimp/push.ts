@@ -1,5 +1,5 @@
 import type { PushResult } from '../../src/connectors/contract.js';
-import { ALL_PURPOSES, type Change } from '../../src/model/types.js';
+import { ALL_PURPOSES, scopeKey, type Change, type ConsentState, type RecordSnapshot } from '../../src/model/types.js';
 import { bulkUpsert, emailKey, isForgotten, outcomeOfError, type BulkMember, type Outcome } from './bulk.js';
 import type { McHttp } from './http.js';
 import { parseRecordId } from './mapping.js';
@@ -21,6 +21,19 @@ import type { MailchimpSettings } from './settings.js';
  * Changes for bare addresses (suppressUnknownAddresses) go to every configured list: denials
  * and suppressions create the contact unsubscribed; purpose-level ones need an existing member
  * and are answered ok without a call (an address Mailchimp does not hold receives nothing).
+ *
+ * Snapshots (no suppress echo): a suppression is written as `unsubscribed`, which the next pull
+ * reads as an explicit (email, *) denial (mapping.ts). Left to the engine, the stored snapshot
+ * would be the old one plus `suppressed.email`, still granting (email, *), so that pulled
+ * denial would be news and a hard bounce elsewhere would become an opt-out everywhere. So every
+ * ok result for a member written `unsubscribed` (suppress, or set_consent (email, *) denied)
+ * carries the snapshot of what Mailchimp now says: suppressed.email true, consent "email:*"
+ * denied, plus the purposes this push wrote to the member; the engine stores it after the push
+ * (completeOutbox) and treats the pulled denial as an echo. Limits, documented: the snapshot
+ * holds only the scopes this push knows (the member's other purpose scopes are left out until the
+ * next pull rewrites the record: push sees only Change.meta { listId, hash }, and reading the
+ * member back would cost a call per member); a bare address (synthetic record, possibly several
+ * lists) gets none; nor does a forgotten (permanently deleted) member.
  */
 
 export const COMPLIANCE_REASON = 'Member In Compliance State: consentd does not resubscribe; set resubscribe: pending to send a confirmation email';
@@ -44,6 +57,8 @@ interface MemberWork {
   /** purpose -> target */
   purposes: Map<string, 'granted' | 'denied'>;
   keys: string[];
+  /** The pulled record the changes name (absent for a bare address). */
+  record?: Pick<RecordSnapshot, 'connectorId' | 'recordId' | 'subject' | 'meta'>;
 }
 
 /** One change's share of work: a member in a list, or nothing to do. */
@@ -64,6 +79,8 @@ export async function pushChanges(deps: PushDeps, changes: Change[]): Promise<Pu
     else outcomes.set(key, [o]);
   };
   const work = new Map<string, MemberWork>();
+  /** key -> snapshot of the member it was written to (see "Snapshots" above). */
+  const snapshots = new Map<string, RecordSnapshot>();
   const erasures = new Map<string, { listId: string; hash: string; keys: string[] }>();
 
   for (const c of changes) {
@@ -114,6 +131,7 @@ export async function pushChanges(deps: PushDeps, changes: Change[]): Promise<Pu
         if (w.purposes.get(c.purpose) !== 'denied') w.purposes.set(c.purpose, c.target);
       }
       w.keys.push(c.key);
+      if (!t.synthetic && w.record === undefined) w.record = { connectorId: c.connectorId, recordId: c.recordId, subject: c.subject, meta: c.meta };
       work.set(mk, w);
     }
   }
@@ -166,6 +184,10 @@ export async function pushChanges(deps: PushDeps, changes: Change[]): Promise<Pu
           let o: Outcome = answers.get(email) ?? { status: 'retry', reason: 'no answer for this member' };
           // A permanently deleted address cannot come back: a denial there is already true.
           if (isForgotten(o) && w.wideDenied) o = { status: 'ok' };
+          else if (o.status === 'ok') {
+            const snap = unsubscribedSnapshot(w);
+            if (snap) for (const k of w.keys) snapshots.set(k, snap);
+          }
           for (const k of w.keys) note(k, o);
         }
       })(),
@@ -204,8 +226,21 @@ export async function pushChanges(deps: PushDeps, changes: Change[]): Promise<Pu
     if (failed) return { key: c.key, ...failed };
     const retry = all.find((o) => o.status === 'retry');
     if (retry) return { key: c.key, ...retry };
-    return { key: c.key, status: 'ok' };
+    const snapshot = snapshots.get(c.key);
+    return snapshot ? { key: c.key, status: 'ok', snapshot } : { key: c.key, status: 'ok' };
   });
+}
+
+/**
+ * What Mailchimp says of a pulled member just written `unsubscribed` (mapping.ts's reading of
+ * that status), with the purposes this push wrote; null when the member was not set
+ * unsubscribed or is a bare address.
+ */
+export function unsubscribedSnapshot(w: Pick<MemberWork, 'wideDenied' | 'purposes' | 'record'>): RecordSnapshot | null {
+  if (!w.wideDenied || w.record === undefined) return null;
+  const consent: Record<string, ConsentState> = { [scopeKey('email', ALL_PURPOSES)]: 'denied' };
+  for (const [purpose, target] of w.purposes) consent[scopeKey('email', purpose)] = target;
+  return { ...w.record, consent, suppressed: { email: true } };
 }
 
 /** The bulk item of one member; null member = nothing to write; failed = a purpose cannot be mapped. */

@@ -5,6 +5,7 @@ import type { Connector, ConnectorContext, PullPage, PushResult, WebhookRequest 
 import { WebhookRejection } from '../../src/connectors/contract.js';
 import { backoffMs, classifyError } from '../../src/engine/retry.js';
 import { changeKey, type Change, type ObservationInput, type RecordSnapshot } from '../../src/model/types.js';
+import { applyChangeToSnapshot } from '../../src/plan/plan.js';
 import { readBody, startHttpServer } from '../../src/sandbox/http.js';
 import type { SeedPerson, SeedPresence } from '../../src/sandbox/seed-types.js';
 import { COMPLIANCE_REASON, createMailchimpConnector, mailchimpConnector, mailchimpSettings } from '../../connectors/mailchimp/index.js';
@@ -278,6 +279,51 @@ describe('mailchimp connector: push', () => {
     expect(sb.calls.snapshot()).toEqual({ 'POST /3.0/lists/{list_id} 200': 1 });
     expect(memberOf(sb, EXPLICIT)).toMatchObject({ status: 'subscribed', permissions: { [PERMS.newsletter]: false, [PERMS.product_updates]: true } });
     expect(memberOf(sb, IMPORTED)?.status).toBe('unsubscribed');
+  });
+
+  it('no suppress echo: a pushed suppression / (email, *) denial returns the snapshot the next pull reads (email:* denied, suppressed)', async () => {
+    const { sb, c } = await setup();
+    const SUPPRESSED = 'bounced-elsewhere@example.com';
+    const DENIED = 'denied@example.com';
+    const granted = { subscribedAt: '2024-01-01T00:00:00.000Z', purposes: { newsletter: 'granted', product_updates: 'granted' } } as const;
+    sb.seed([person(SUPPRESSED, granted), person(DENIED, granted)]);
+    const before = recordsOf(await pullAll(c, null));
+    const sup = before.find((r) => r.subject === SUPPRESSED) as RecordSnapshot;
+    const den = before.find((r) => r.subject === DENIED) as RecordSnapshot;
+    expect(sup.consent['email:*']).toBe('granted');
+    // A hard bounce seen elsewhere: suppress only. A denial of (email, *) with a purpose denial.
+    const suppress = change(sup, { op: 'suppress', channel: 'email', purpose: '*', target: null });
+    const wide = change(den, { op: 'set_consent', channel: 'email', purpose: '*', target: 'denied' });
+    const purpose = change(den, { op: 'set_consent', channel: 'email', purpose: 'newsletter', target: 'denied' });
+    const results = await c.push([suppress, wide, purpose]);
+    expect(results.map((r) => r.status)).toEqual(['ok', 'ok', 'ok']);
+    const snap = (key: string): RecordSnapshot => {
+      const r = results.find((x) => x.key === key);
+      if (r?.status !== 'ok' || r.snapshot === undefined) throw new Error(`no snapshot for ${key}`);
+      return r.snapshot;
+    };
+    expect(snap(suppress.key)).toEqual({ connectorId: sup.connectorId, recordId: sup.recordId, subject: SUPPRESSED, consent: { 'email:*': 'denied' }, suppressed: { email: true }, meta: sup.meta });
+    expect(snap(wide.key)).toEqual({ connectorId: den.connectorId, recordId: den.recordId, subject: DENIED, consent: { 'email:*': 'denied', 'email:newsletter': 'denied' }, suppressed: { email: true }, meta: den.meta });
+    // One member, one snapshot: both changes of DENIED carry it (the engine may apply them in any order).
+    expect(snap(purpose.key)).toEqual(snap(wide.key));
+
+    // The next pull: Mailchimp says unsubscribed, an explicit (email, *) denial ...
+    const pages = await pullAll(c, null);
+    const after = recordsOf(pages);
+    const obs = obsOf(pages);
+    for (const [subject, key] of [[SUPPRESSED, suppress.key], [DENIED, wide.key]] as const) {
+      expect(obs.filter((o) => o.subject === subject && o.purpose === '*')).toEqual([expect.objectContaining({ kind: 'consent', state: 'denied', strength: 'explicit' })]);
+      const pulled = after.find((r) => r.subject === subject) as RecordSnapshot;
+      // ... which the snapshot stored after the push (the engine re-applies the change to it)
+      // already says, for every scope it names: the pulled denial is an echo, not news.
+      const stored = applyChangeToSnapshot(snap(key), key === suppress.key ? suppress : wide);
+      expect(stored.consent['email:*']).toBe('denied');
+      expect(stored.suppressed).toEqual(pulled.suppressed);
+      for (const [scope, state] of Object.entries(stored.consent)) expect(pulled.consent[scope], scope).toBe(state);
+    }
+    // Without it the engine would store the old snapshot plus the suppression, still granting
+    // (email, *): the pulled denial would be news (a hard bounce turned into an opt-out).
+    expect(applyChangeToSnapshot(sup, suppress).consent['email:*']).toBe('granted');
   });
 
   it('a grant of (email, *) to an unsubscribed member fails with the compliance reason when resubscribe is never', async () => {

@@ -1,11 +1,12 @@
 /**
  * The shared connector kit (test/kit/connector-kit.ts) run for Salesforce, with its harness.
  *
- * Block (7) (webhook verification) assumes a signature over the raw body: its forgery is the
- * same body plus one trailing space. Salesforce Outbound Messages carry no signature (the
- * OrganizationId is the check), so such a body is the same, valid message. The kit's connector
- * is therefore built without a webhook (block 7 returns early) and Outbound Messages are tested
- * in salesforce-outbound.test.ts.
+ * Block (7) runs in the kit's 'org-id' mode: Outbound Messages carry no signature; the
+ * OrganizationId in the SOAP body must be the configured org's. The kit checks that a real
+ * delivery is accepted and replays give the same ids, that the same message naming another org
+ * is refused 401 and that malformed XML is refused 400. (Content type, method and Individual
+ * notifications are in salesforce-outbound.test.ts.)
+ * Block (2): Salesforce states no (email, *) grant (HasOptedOutOfEmail false is not consent).
  */
 import { pino } from 'pino';
 import { normalizeEmail } from '../../src/model/email.js';
@@ -18,6 +19,8 @@ import { createSalesforceSandbox, type SalesforceSandbox } from '../../connector
 import { captureOutbound } from './salesforce-helpers.js';
 
 const PURPOSES = ['newsletter', 'product_updates', 'events'] as const;
+/** Another org's id, for forged Outbound Messages. */
+const OTHER_ORG = '00D000000000001AAA';
 
 function readState(sb: SalesforceSandbox, email: string): KitState {
   const recs = [...sb.state.contactsByEmail(email), ...sb.state.leadsByEmail(email)];
@@ -44,6 +47,7 @@ async function salesforceHarness(): Promise<KitHarness> {
         pageSize: 200,
         timeoutMs: 5_000,
         requestRetries: 1,
+        nearRealTime: { mode: 'outbound_messages', organizationId: sb.orgId },
       }),
       { id: 'salesforce', purposes: PURPOSES, logger: pino({ level: 'silent' }), baseDir: '.' },
     );
@@ -62,6 +66,22 @@ async function salesforceHarness(): Promise<KitHarness> {
     pushBatch: { max: 200, callsPerBatch: 1 },
     maxPageRecords: 200,
     webhookHasTimestamp: false,
+    webhookAuth: 'org-id',
+    pullGrantsAllScope: false,
+    forgeWebhook: (req) => {
+      const body = req.rawBody.toString('utf8');
+      const org = /<(?:\w+:)?OrganizationId>([^<]*)</.exec(body)?.[1] ?? '';
+      if (org.slice(0, 15) !== sb.orgId.slice(0, 15)) throw new Error(`the delivery names org ${org}, not ${sb.orgId}`);
+      return { ...req, rawBody: Buffer.from(body.replace(`OrganizationId>${org}<`, `OrganizationId>${OTHER_ORG}<`)) };
+    },
+    malformedWebhookBodies: (body) => [
+      body.slice(0, -20),
+      body.replace('<Notification>', '<Notification><Oops>'),
+      'not xml',
+      '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>',
+      '<a/><b/>',
+      '<?xml version="1.0"?><root><x/></root>',
+    ],
     sandbox: {
       setFaults: (p) => sb.faults.set(p),
       resetFaults: () => sb.faults.set({ latencyMs: 0, errorRate: 0, rateLimitRate: 0, timeoutRate: 0, resetRate: 0, partialFailureRate: 0 }),

@@ -15,6 +15,13 @@
  * Blocks: (1) check, (2) full pull, (3) incremental pull, (4) push efficiency, (5) partial
  * failure, (6) 429 storm through a retry loop (src/engine/retry.ts classifier), (7) webhook
  * verification, (8) erase.
+ *
+ * No block is ever skipped. Where platforms honestly differ, the harness declares how, and the
+ * block asserts what is true of that kind of platform:
+ * - pullGrantsAllScope (block 2): whether the platform records (email, *) opt-ins;
+ * - webhookAuth (block 7): what authenticates a delivery (signed body, secret URL token,
+ *   organization id, or no webhook at all).
+ * Block 6 needs no declaration: it is made deterministic for every platform (see there).
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Connector, PullPage, PushResult, Scope, WebhookRequest } from '../../src/connectors/contract.js';
@@ -66,10 +73,47 @@ export interface KitHarness {
   denyScope?: Scope;
   /** Plays act('optout', email) with a local listener and returns the signed delivery it got. */
   captureWebhook(email: string): Promise<WebhookRequest>;
-  /** Re-signs a request after the kit changed its body (lets the kit test body validation). */
+  /** Re-signs a request after the kit changed its body (signed-body: lets the kit test body validation). */
   resignWebhook?(req: WebhookRequest): WebhookRequest;
-  /** The signature covers a timestamp (stale deliveries are refused). */
+  /** The signature covers a timestamp (stale deliveries are refused). signed-body only. */
   webhookHasTimestamp: boolean;
+  /**
+   * What authenticates a webhook delivery (block 7; default 'signed-body'):
+   * - 'signed-body': a signature over the raw body (HubSpot v3, SendGrid ECDSA): a body changed by
+   *   one byte is refused, a stale timestamp too (webhookHasTimestamp), malformed bodies re-signed
+   *   with resignWebhook are refused;
+   * - 'url-token': nothing is signed; a secret token in the URL is the credential (Mailchimp): a
+   *   wrong token (forgeWebhook) is refused 401 whatever the method, the platform's GET URL
+   *   validation yields no events, malformed bodies on the right URL are refused;
+   * - 'org-id': nothing is signed; the body names the sending organization, which must be the
+   *   configured one (Salesforce Outbound Messages): a body naming another one (forgeWebhook) is
+   *   refused 401, malformed bodies are refused;
+   * - 'none': the connector has no webhook (block 7 asserts there is none).
+   * In every mode but 'none' a real delivery is accepted and translated, and a replay yields the
+   * same event ids.
+   */
+  webhookAuth?: 'signed-body' | 'url-token' | 'org-id' | 'none';
+  /**
+   * A forged variant of a real delivery that the platform's authentication must refuse
+   * (url-token: a wrong token in the URL; org-id: another organization in the body). Required for
+   * url-token and org-id; signed-body defaults to the same body plus one trailing space.
+   */
+  forgeWebhook?(req: WebhookRequest): WebhookRequest;
+  /**
+   * Bodies the connector must refuse as malformed (400), given the real delivery's body; they are
+   * sent on the delivery's URL and headers, re-signed with resignWebhook in signed-body mode.
+   * Default: three JSON bodies that are not a JSON event array of at most 100 events (the
+   * signed-body platforms' shape).
+   */
+  malformedWebhookBodies?(deliveredBody: string): string[];
+  /**
+   * Whether a pull may state (email, *) granted (block 2; default false). false: no (email, *)
+   * grant at all (absence is not consent). true (the platform records opt-ins to the whole
+   * channel, e.g. Mailchimp's subscribed members): every explicit (email, *) grant is a dated
+   * opt-in (statedAt and evidence), any other is implicit (policy rule 2 reads it as unknown), and
+   * the seed yields at least one dated opt-in.
+   */
+  pullGrantsAllScope?: boolean;
   /** Largest number of records one pull page may hold. */
   maxPageRecords: number;
   close(): Promise<void>;
@@ -113,14 +157,28 @@ export function kitChange(r: RecordSnapshot, body: Pick<Change, 'op' | 'channel'
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Pushes until every change is ok (engine classifier, waits capped for tests); counts oks per key. */
-export async function pushWithRetries(connector: Connector, changes: Change[], opts: { maxRounds?: number; maxWaitMs?: number } = {}): Promise<{ ok: Map<string, number>; failed: PushResult[]; rounds: number }> {
+export interface RetryRun {
+  /** oks per change key. */
+  ok: Map<string, number>;
+  failed: PushResult[];
+  rounds: number;
+  /** Changes sent back for another round (a 'retry' result, or a retryable error thrown for its batch). */
+  retries: number;
+}
+
+/**
+ * Pushes until every change is ok (engine classifier, waits capped for tests); counts oks per
+ * key. onRound(n) runs before round n (1-based), e.g. to change the sandbox's faults.
+ */
+export async function pushWithRetries(connector: Connector, changes: Change[], opts: { maxRounds?: number; maxWaitMs?: number; onRound?: (round: number) => void } = {}): Promise<RetryRun> {
   const ok = new Map<string, number>();
   const failed: PushResult[] = [];
   let pending = changes;
   let rounds = 0;
+  let retries = 0;
   while (pending.length > 0 && rounds < (opts.maxRounds ?? 40)) {
     rounds++;
+    opts.onRound?.(rounds);
     const next: Change[] = [];
     let wait = 0;
     for (let i = 0; i < pending.length; i += connector.limits.batchSize) {
@@ -149,10 +207,11 @@ export async function pushWithRetries(connector: Connector, changes: Change[], o
         }
       }
     }
+    retries += next.length;
     pending = next;
     if (pending.length > 0) await sleep(Math.min(Math.max(wait, 5), opts.maxWaitMs ?? 25));
   }
-  return { ok, failed, rounds };
+  return { ok, failed, rounds, retries };
 }
 
 function records(pages: PullPage[]): RecordSnapshot[] {
@@ -225,10 +284,25 @@ export function runConnectorKit(opts: KitOptions): void {
           expect(obs.some((o) => o.subject === subject && o.kind === 'consent' && o.channel === 'email' && o.purpose === ALL_PURPOSES && o.state === 'denied' && o.strength === 'explicit'), subject).toBe(true);
           expect(recs.filter((r) => r.subject === subject).every((r) => r.consent[scopeKey('email', ALL_PURPOSES)] === 'denied')).toBe(true);
         }
-        // Absence is not consent: nobody is granted (email, *) by a flag, and explicit grants carry a time.
-        for (const o of obs) {
-          if (o.purpose === ALL_PURPOSES) expect(o.state).not.toBe('granted');
-          if (o.state === 'granted' && o.strength === 'explicit') expect(o.statedAt).not.toBeNull();
+        // Absence is not consent: explicit grants carry a time.
+        for (const o of obs) if (o.state === 'granted' && o.strength === 'explicit') expect(o.statedAt).not.toBeNull();
+        const wideGrants = obs.filter((o) => o.kind === 'consent' && o.channel === 'email' && o.purpose === ALL_PURPOSES && o.state === 'granted');
+        if (h.pullGrantsAllScope === true) {
+          // The platform records opt-ins to the whole channel: each one is dated and evidenced; a
+          // grant without that (an import, an admin add) is implicit, which rule 2 reads as unknown.
+          for (const o of wideGrants) {
+            if (o.strength !== 'explicit') {
+              expect(o.strength, o.subject).toBe('implicit');
+              continue;
+            }
+            expect(o.statedAt, o.subject).not.toBeNull();
+            expect(Number.isNaN(Date.parse(o.statedAt ?? '')), o.subject).toBe(false);
+            expect(o.evidence ?? '', o.subject).not.toBe('');
+          }
+          expect(wideGrants.some((o) => o.strength === 'explicit')).toBe(true);
+        } else {
+          // Nobody is granted (email, *) by a flag.
+          expect(wideGrants).toEqual([]);
         }
       });
     });
@@ -306,20 +380,34 @@ export function runConnectorKit(opts: KitOptions): void {
     });
 
     describe('(6) 429 storm', () => {
+      /*
+       * Deterministic by construction: in round 1 every API call is answered 429
+       * (rateLimitRate 1), so every change must come back for another round (a 'retry' result or a
+       * retryable error; connectors that retry inside give up within the round, their attempts being
+       * bounded); from round 2 on, 30% of calls are 429 and 10% 5xx (the sandbox's fixed faults
+       * seed), and the loop's 40 rounds make a change that never lands a 0.4^39 event. Whatever
+       * the platform's batch sizes, the storm is really exercised.
+       */
       it('applies everything exactly once through a retry loop', async () => {
         await h.sandbox.seed(people);
         const before = records(await pullAll(h.connector, null)).length;
         const targets = await undenied(120);
         const changes = targets.map(denial);
-        h.sandbox.setFaults({ rateLimitRate: 0.3, errorRate: 0.1 });
-        let run: Awaited<ReturnType<typeof pushWithRetries>>;
+        let run: RetryRun;
         try {
-          run = await pushWithRetries(h.connector, changes);
+          run = await pushWithRetries(h.connector, changes, {
+            onRound: (n) => {
+              if (n === 1) h.sandbox.setFaults({ rateLimitRate: 1, errorRate: 0 });
+              else if (n === 2) h.sandbox.setFaults({ rateLimitRate: 0.3, errorRate: 0.1 });
+            },
+          });
         } finally {
           h.sandbox.resetFaults();
         }
         expect(run.failed).toEqual([]);
         expect(run.rounds).toBeGreaterThan(1);
+        // Every change was refused at least once (round 1), and then went through exactly once.
+        expect(run.retries).toBeGreaterThanOrEqual(changes.length);
         expect([...run.ok.keys()].sort()).toEqual(changes.map((c) => c.key).sort());
         expect([...run.ok.values()].every((n) => n === 1)).toBe(true);
         for (const r of targets) {
@@ -333,8 +421,14 @@ export function runConnectorKit(opts: KitOptions): void {
     });
 
     describe('(7) webhook verification', () => {
-      it('accepts a real delivery and rejects forgeries, stale and malformed ones', async () => {
+      it('accepts a real delivery and refuses what the platform\'s authentication refuses', async () => {
+        const mode = h.webhookAuth ?? 'signed-body';
         const hook = h.connector.webhook;
+        if (mode === 'none') {
+          expect(hook).toBeUndefined();
+          return;
+        }
+        expect(hook, `webhookAuth ${mode} declares a webhook`).toBeDefined();
         if (!hook) return;
         await h.sandbox.seed(people);
         const target = (await undenied(1))[0] as RecordSnapshot;
@@ -356,10 +450,25 @@ export function runConnectorKit(opts: KitOptions): void {
           }
           throw new Error('expected a rejection');
         };
-        const forged = await rejection({ ...req, rawBody: Buffer.concat([req.rawBody, Buffer.from(' ')]) });
-        expect(['bad_signature', 'unauthorized']).toContain(forged.reason);
 
-        if (h.webhookHasTimestamp) {
+        // A forgery: what the platform's authentication covers, changed.
+        if (mode !== 'signed-body') expect(h.forgeWebhook, `webhookAuth ${mode} needs forgeWebhook`).toBeDefined();
+        const forgedReq = h.forgeWebhook ? h.forgeWebhook(req) : { ...req, rawBody: Buffer.concat([req.rawBody, Buffer.from(' ')]) };
+        expect(forgedReq.url === req.url && forgedReq.rawBody.equals(req.rawBody), 'the forgery differs from the delivery').toBe(false);
+        const forged = await rejection(forgedReq);
+        if (mode === 'signed-body') expect(['bad_signature', 'unauthorized']).toContain(forged.reason);
+        else {
+          expect(forged.reason).toBe('unauthorized');
+          expect(forged.status).toBe(401);
+        }
+
+        if (mode === 'url-token') {
+          // The platform validates the URL with a GET: no events; with a wrong token, refused.
+          const get = (r: WebhookRequest): WebhookRequest => ({ ...r, method: 'GET', rawBody: Buffer.alloc(0) });
+          expect(await hook.verify(get(req))).toEqual([]);
+          expect((await rejection(get(forgedReq))).status).toBe(401);
+        }
+        if (mode === 'signed-body' && h.webhookHasTimestamp) {
           vi.useFakeTimers({ toFake: ['Date'] });
           try {
             vi.setSystemTime(Date.now() + 10 * 60_000);
@@ -368,10 +477,16 @@ export function runConnectorKit(opts: KitOptions): void {
             vi.useRealTimers();
           }
         }
-        if (h.resignWebhook) {
-          for (const body of ['{"not": "an array"}', 'not json', JSON.stringify(Array.from({ length: 101 }, (_, i) => ({ eventId: i })))]) {
-            expect((await rejection(h.resignWebhook({ ...req, rawBody: Buffer.from(body) }))).reason).toBe('malformed');
-          }
+
+        // Malformed bodies (on the real URL; re-signed where the body is signed) are refused.
+        if (mode === 'signed-body') expect(h.resignWebhook, 'signed-body needs resignWebhook to test malformed bodies').toBeDefined();
+        const bodies = h.malformedWebhookBodies?.(req.rawBody.toString('utf8')) ?? ['{"not": "an array"}', 'not json', JSON.stringify(Array.from({ length: 101 }, (_, i) => ({ eventId: i })))];
+        expect(bodies.length).toBeGreaterThan(0);
+        for (const body of bodies) {
+          const bad: WebhookRequest = { ...req, rawBody: Buffer.from(body) };
+          const r = await rejection(mode === 'signed-body' && h.resignWebhook ? h.resignWebhook(bad) : bad);
+          expect(r.reason, body.slice(0, 80)).toBe('malformed');
+          expect(r.status).toBe(400);
         }
       });
     });

@@ -51,6 +51,8 @@ export async function hubspotHarness(opts: HubSpotSandboxOptions = {}): Promise<
     pushBatch: { max: 100, callsPerBatch: 1 },
     maxPageRecords: 200,
     webhookHasTimestamp: true,
+    webhookAuth: 'signed-body',
+    pullGrantsAllScope: false,
     sandbox: {
       setFaults: (p) => sb.faults.set(p),
       resetFaults: () => sb.faults.set({ latencyMs: 0, errorRate: 0, rateLimitRate: 0, timeoutRate: 0, resetRate: 0, partialFailureRate: 0 }),
