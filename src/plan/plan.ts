@@ -78,6 +78,10 @@ function planConsent(ctx: RecordPlanContext): Change[] {
     const current = ctx.record.consent[scopeKey(scope.channel, scope.purpose)] ?? 'unknown';
     if (current === perm.state) continue;
     if (perm.state === 'granted' && (!ctx.caps.pushGrants || ctx.synthesized)) continue;
+    // A bare-address platform is a suppression list: "granted" there only means "not listed".
+    // A grant lifts a denial it holds; it never turns "unknown" into a listing, so an address
+    // that entered the list through a pushed denial does not attract grants a round later.
+    if (perm.state === 'granted' && ctx.caps.acceptsUnknownAddresses && current !== 'denied') continue;
     // A suppressed channel (bounce, complaint) is never re-opened by a grant: a resubscribe
     // there would mail an address that bounced or complained (rule 5 outranks consent).
     if (perm.state === 'granted' && ctx.suppressions.has(scope.channel)) continue;

@@ -150,24 +150,19 @@ describe('planSubject: bare-address platforms', () => {
     expect(planSubject(decision(grantAll), [], [sendgrid])).toEqual([]);
   });
 
-  it('plans against the real record when there is one', () => {
-    const rec = snapshot({ connectorId: 'sendgrid', recordId: 'sg-1' });
+  it('plans against the real record when there is one: a grant lifts a denial it holds, never an unknown', () => {
+    const rec = snapshot({ connectorId: 'sendgrid', recordId: 'sg-1', consent: { 'email:newsletter': 'denied' } });
     const changes = planSubject(decision(grantAll), [rec], [sendgrid]);
-    expect(changes.map((c) => [c.recordId, c.target])).toEqual([
-      ['sg-1', 'granted'],
-      ['sg-1', 'granted'],
-    ]);
+    expect(changes.map((c) => [c.recordId, c.purpose, c.target])).toEqual([['sg-1', 'newsletter', 'granted']]);
   });
 
-  it('once a denial made the platform hold the address, a later plan pushes the explicit grants too', () => {
+  it('once a denial made the platform hold the address, a later plan is empty (converges in one round)', () => {
     const nlGrant = grant(day(2), { source: 'cli', purpose: 'newsletter' });
     const d = decision(denyAll, nlGrant);
     const first = planSubject(d, [], [sendgrid]);
     expect(first.map((c) => `${c.purpose}/${String(c.target)}`)).toEqual(['*/denied']);
     const held = first.reduce(applyChangeToSnapshot, snapshot({ connectorId: 'sendgrid', recordId: SUBJECT }));
-    const second = planSubject(d, [held], [sendgrid]);
-    expect(second.map((c) => `${c.recordId}/${c.purpose}/${String(c.target)}`)).toEqual([`${SUBJECT}/newsletter/granted`]);
-    expect(planSubject(d, [second.reduce(applyChangeToSnapshot, held)], [sendgrid])).toEqual([]);
+    expect(planSubject(d, [held], [sendgrid])).toEqual([]);
   });
 
   it('erasure: no erase and nothing pushed for an address the platform does not hold', () => {
