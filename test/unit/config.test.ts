@@ -222,7 +222,8 @@ schedule: { full: "every night", timezone: Mars/Olympus }
   });
 
   it('the shipped example configs are valid', () => {
-    for (const f of ['config/example.yaml', 'config/consentd.example.yaml']) {
+    // config/consentd.example.yaml needs every platform's secrets: test/unit/config-example.test.ts.
+    for (const f of ['config/example.yaml']) {
       const c = loadConfig(f, { env: { CONSENTD_SALT: 'example-salt-for-the-test' }, registry: defaultRegistry() });
       expect(c.connectors.length).toBeGreaterThan(0);
     }
