@@ -1,9 +1,10 @@
 /**
- * npm run bench -- [name] [--people N] [--runs R] [--seed S]
+ * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--platforms a,b]
  * Benchmarks live in bench/<name>/; figures are written down in bench/README.md.
  * These machines are small (2 cores) and noisy: every bench reports medians.
  */
 import { parseArgs } from 'node:util';
+import { runPropagateBench } from './propagate/index.js';
 import { benchReconcile } from './reconcile/index.js';
 
 const { values, positionals } = parseArgs({
@@ -12,11 +13,22 @@ const { values, positionals } = parseArgs({
     people: { type: 'string' },
     runs: { type: 'string', default: '3' },
     seed: { type: 'string', default: '7' },
+    rate: { type: 'string', default: '200' },
+    duration: { type: 'string', default: '20' },
+    platforms: { type: 'string' },
   },
 });
 
 const benches: Record<string, () => Promise<void>> = {
   reconcile: () => benchReconcile({ people: Number(values.people ?? 100_000), runs: Number(values.runs), seed: Number(values.seed) }),
+  propagate: () =>
+    runPropagateBench({
+      rate: Number(values.rate),
+      durationS: Number(values.duration),
+      seed: Number(values.seed),
+      ...(values.people !== undefined ? { people: Number(values.people) } : {}),
+      ...(values.platforms !== undefined ? { platforms: values.platforms.split(',') as Array<'salesforce' | 'hubspot' | 'mailchimp' | 'sendgrid'> } : {}),
+    }),
 };
 
 const names = positionals.length > 0 ? positionals : Object.keys(benches);

@@ -22,6 +22,7 @@ import { errorCode, EXIT_CODES } from '../errors.js';
 import { registerApply } from './apply.js';
 import { registerCheck } from './check.js';
 import { registerDeadLetters } from './dead-letters.js';
+import { registerDemo } from './demo.js';
 import { registerErase } from './erase.js';
 import { registerExplain } from './explain.js';
 import { registerExport } from './export.js';
@@ -29,6 +30,8 @@ import { registerGrant } from './grant.js';
 import { registerOptout } from './optout.js';
 import { registerPlan } from './plan.js';
 import { registerPull } from './pull.js';
+import { registerRun } from './run.js';
+import { registerSandbox } from './sandbox.js';
 import { registerStatus } from './status.js';
 
 export function buildProgram(): Command {
@@ -52,6 +55,9 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerExport(program);
   registerDeadLetters(program);
+  registerRun(program);
+  registerSandbox(program);
+  registerDemo(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

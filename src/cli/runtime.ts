@@ -42,9 +42,19 @@ export const out = {
   },
 };
 
+/** Optional extras of loadRuntime / openRuntime (the daemon's). */
+export interface RuntimeExtras {
+  progress?: EngineProgress;
+  /** Another registry than the built-in one (tests register extra kinds). */
+  registry?: ConnectorRegistry;
+  /** Per-connector API call and rate-limit callbacks (the daemon's metrics). */
+  onApiCall?: (connectorId: string, endpoint: string, status: number | 'error') => void;
+  onRateLimitWait?: (connectorId: string, ms: number) => void;
+}
+
 /** Load and validate the config; nothing is written (no store opened). Throws ConfigError (CONFIG_INVALID). */
-export function loadRuntime(opts: GlobalOptions): Runtime {
-  const registry = defaultRegistry();
+export function loadRuntime(opts: GlobalOptions, extra: RuntimeExtras = {}): Runtime {
+  const registry = extra.registry ?? defaultRegistry();
   const config = loadConfig(opts.config, { env: process.env, registry });
   const logger = createLogger({
     level: opts.logLevel ?? config.log.level,
@@ -58,7 +68,16 @@ export function loadRuntime(opts: GlobalOptions): Runtime {
   const connectors: Connector[] = [];
   for (const c of config.connectors) {
     if (!c.enabled) continue;
-    connectors.push(registry.create(c, { purposes, logger: logger.child({ connector: c.id }), baseDir: config.baseDir }));
+    const { onApiCall, onRateLimitWait } = extra;
+    connectors.push(
+      registry.create(c, {
+        purposes,
+        logger: logger.child({ connector: c.id }),
+        baseDir: config.baseDir,
+        ...(onApiCall ? { onApiCall: (endpoint: string, status: number | 'error') => onApiCall(c.id, endpoint, status) } : {}),
+        ...(onRateLimitWait ? { onRateLimitWait: (ms: number) => onRateLimitWait(c.id, ms) } : {}),
+      }),
+    );
   }
   return {
     config,
@@ -72,8 +91,8 @@ export function loadRuntime(opts: GlobalOptions): Runtime {
 }
 
 /** As loadRuntime, plus the store (created and migrated if needed) and the engine. */
-export function openRuntime(opts: GlobalOptions, extra: { progress?: EngineProgress } = {}): StoreRuntime {
-  const rt = loadRuntime(opts);
+export function openRuntime(opts: GlobalOptions, extra: RuntimeExtras = {}): StoreRuntime {
+  const rt = loadRuntime(opts, extra);
   let store: Store;
   try {
     mkdirSync(dirname(rt.config.store.path), { recursive: true });

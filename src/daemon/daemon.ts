@@ -31,6 +31,8 @@ export interface DaemonEngineHooks {
   readiness(): Promise<Readiness>;
   /** Crash recovery before workers start (store.requeueInFlight, interruptRunningRuns). */
   recover?(): Promise<void>;
+  /** At shutdown, after HTTP and the scheduler stopped: finish work already accepted (instant reconciles). */
+  quiesce?(): Promise<void>;
 }
 
 /** What the daemon gives the engine hooks. */
@@ -152,6 +154,7 @@ export async function startDaemon(opts: StartDaemonOptions): Promise<RunningDaem
     },
     http: app,
     scheduler,
+    ...(hooks.quiesce ? { engine: { quiesce: () => hooks.quiesce?.() ?? Promise.resolve() } } : {}),
     workers: w,
     connectors: [...opts.connectors.values()].map((c) => ({ id: c.id, close: async () => c.close?.() })),
     store: opts.store,

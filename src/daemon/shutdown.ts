@@ -144,6 +144,8 @@ export interface DaemonShutdownParts {
   setDraining: () => void;
   http?: { close(): Promise<unknown> };
   scheduler?: { stop(deadlineMs?: number): Promise<{ inFlight: readonly string[] }> };
+  /** Engine work started by requests already answered (the instant reconcile): let it finish. */
+  engine?: { quiesce(): Promise<void> };
   workers?: { stopAll(deadlineMs: number): Promise<{ inFlight: readonly string[] }> };
   /** Connectors' own close() (HTTP agents, file handles). */
   connectors?: Iterable<{ id: string; close?(): Promise<void> }>;
@@ -167,6 +169,8 @@ export function daemonShutdownSteps(parts: DaemonShutdownParts): ShutdownStep[] 
         if (r.inFlight.length > 0) throw new ShutdownIncompleteError('scheduler', r.inFlight);
       },
     });
+  const { engine } = parts;
+  if (engine) steps.push({ name: 'engine', run: () => engine.quiesce() });
   if (workers)
     steps.push({
       name: 'workers',

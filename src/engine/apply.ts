@@ -15,6 +15,18 @@ export interface ApplyOptions {
   /** Most total time spent sleeping for retries that are not due yet (default 60 s). */
   maxWaitMs?: number;
   signal?: AbortSignal;
+  /**
+   * Write a run row (startRun / finishRun) and count what is left (default true). The daemon's
+   * outbox workers drain many times a second: they pass false (no run row, no depth count, the
+   * summary logged at debug).
+   */
+  recordRun?: boolean;
+  /**
+   * The p-queue enforcing the connector's limits (default: a new one per call). A caller that
+   * applies repeatedly (the daemon's worker) passes one long-lived queue per connector, so the
+   * rate limit holds across calls.
+   */
+  queue?: PQueue;
 }
 
 export interface ApplyStats {
@@ -49,10 +61,11 @@ export async function applyOutbox(engine: Engine, connector: Connector, opts: Ap
   const { store, logger } = engine;
   const log = logger.child({ connector: connector.id });
   const stats: ApplyStats = { pushed: 0, ok: 0, retried: 0, dead: 0, batches: 0, left: 0 };
-  const queue = queueFor(connector);
+  const queue = opts.queue ?? queueFor(connector);
   const maxWaitMs = opts.maxWaitMs ?? 60_000;
   const until = opts.until ?? 'drained';
-  const runId = await store.startRun('apply', connector.id);
+  const recordRun = opts.recordRun !== false;
+  const runId = recordRun ? await store.startRun('apply', connector.id) : null;
   let waited = 0;
   try {
     for (;;) {
@@ -78,12 +91,16 @@ export async function applyOutbox(engine: Engine, connector: Connector, opts: Ap
       await Promise.all(batches.map((items) => queue.add(() => pushBatch(engine, connector, items, stats))));
       engine.progress?.({ phase: 'apply', connectorId: connector.id, counts: { pushed: stats.pushed, ok: stats.ok, retried: stats.retried, dead: stats.dead } });
     }
+    if (runId === null) {
+      if (stats.pushed > 0) log.debug({ ...stats }, 'outbox drained');
+      return stats;
+    }
     stats.left = (await store.outboxDepth())[connector.id] ?? 0;
     await store.finishRun(runId, 'ok', { ...stats });
     log.info({ ...stats }, 'apply finished');
     return stats;
   } catch (err) {
-    await store.finishRun(runId, 'failed', { ...stats }, err instanceof Error ? err.message : String(err)).catch(() => undefined);
+    if (runId !== null) await store.finishRun(runId, 'failed', { ...stats }, err instanceof Error ? err.message : String(err)).catch(() => undefined);
     throw err;
   }
 }
