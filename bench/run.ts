@@ -1,11 +1,12 @@
 /**
- * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--platforms a,b]
+ * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--records N] [--platforms a,b]
  * Benchmarks live in bench/<name>/; figures are written down in bench/README.md.
  * These machines are small (2 cores) and noisy: every bench reports medians.
  */
 import { parseArgs } from 'node:util';
 import { runPropagateBench } from './propagate/index.js';
 import { benchReconcile } from './reconcile/index.js';
+import { benchSandbox } from './sandbox/index.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -15,12 +16,14 @@ const { values, positionals } = parseArgs({
     seed: { type: 'string', default: '7' },
     rate: { type: 'string', default: '200' },
     duration: { type: 'string', default: '20' },
+    records: { type: 'string', default: '200000' },
     platforms: { type: 'string' },
   },
 });
 
 const benches: Record<string, () => Promise<void>> = {
   reconcile: () => benchReconcile({ people: Number(values.people ?? 100_000), runs: Number(values.runs), seed: Number(values.seed) }),
+  sandbox: () => benchSandbox({ people: Number(values.people ?? 1_000_000), records: Number(values.records), runs: Number(values.runs) }),
   propagate: () =>
     runPropagateBench({
       rate: Number(values.rate),

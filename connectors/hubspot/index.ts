@@ -71,7 +71,7 @@ export function createHubSpotConnector(settings: HubSpotSettings, ctx: Connector
       if (changes.length > BATCH_MAX) return Promise.reject(new Error(`hubspot push takes at most ${BATCH_MAX} changes; got ${changes.length}`));
       return pushChanges({ api, prefs, subscriptions, allSubscriptionIds }, changes);
     },
-    webhook: hubspotWebhook({ api, prefs, connectorId: ctx.id, subscriptions, appSecret: settings.appSecret, webhookUrl: settings.webhookUrl }),
+    webhook: hubspotWebhook({ api, prefs, connectorId: ctx.id, subscriptions, appSecret: settings.appSecret, webhookUrl: settings.webhookUrl, ownAppId: settings.ownAppId === undefined ? undefined : String(settings.ownAppId) }),
     check: () => check(api, prefs, settings),
     close(): Promise<void> {
       api.close();

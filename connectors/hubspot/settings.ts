@@ -21,6 +21,11 @@ export const hubspotSettings = z.strictObject({
    * URL the daemon sees differs from what HubSpot signed; without this, the request URL is used.
    */
   webhookUrl: z.url().optional(),
+  /**
+   * The id of the app consentd writes through. Webhook events whose source is this app are the
+   * echoes of our own pushes: they are dropped before any API call is spent resolving them.
+   */
+  ownAppId: z.union([z.number().int(), z.string().regex(/^\d+$/)]).optional(),
   subscriptions: z.record(z.string().regex(/^\d+$/, 'subscription type ids are numeric'), Purpose).default({}),
   /** Communication preferences API: v4 (batch, can resubscribe), v3 (per address, cannot), auto (try v4 once, fall back to v3 on 404). */
   commPrefs: z.enum(['v4', 'v3', 'auto']).default('auto'),

@@ -124,6 +124,8 @@ export interface WebhookDeps {
   subscriptions: SubscriptionMap;
   appSecret: string | undefined;
   webhookUrl: string | undefined;
+  /** Our own app's id: its changes are echoes of our pushes (see settings.ownAppId). */
+  ownAppId?: string | undefined;
 }
 
 const SUB_PREFIX = `${OPTOUT}_`;
@@ -140,7 +142,10 @@ function payloadOf(e: WebhookEvent): HubSpotEventBody {
 }
 
 export async function translate(deps: WebhookDeps, events: WebhookEvent[]): Promise<HubSpotWebhookTranslation> {
-  const wanted = events.filter((e) => (e.type === 'contact.propertyChange' && relevant(deps, payloadOf(e).propertyName)) || e.type === 'contact.privacyDeletion');
+  const ours = (e: WebhookEvent): boolean => deps.ownAppId !== undefined && String(payloadOf(e).sourceId ?? '') === deps.ownAppId;
+  const wanted = events.filter(
+    (e) => ((e.type === 'contact.propertyChange' && relevant(deps, payloadOf(e).propertyName)) || e.type === 'contact.privacyDeletion') && !ours(e),
+  );
   const ids = [...new Set(wanted.map((e) => String(payloadOf(e).objectId)))];
   const contacts = new Map<string, SdkContact>();
   const properties = contactProperties(deps.subscriptions);

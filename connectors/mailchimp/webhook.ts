@@ -4,8 +4,8 @@ import type { ConnectorWebhook, WebhookEvent, WebhookRequest, WebhookTranslation
 import { normalizeEmail, stableHash } from '../../src/model/email.js';
 import { ALL_PURPOSES, type ObservationInput, type RecordSnapshot } from '../../src/model/types.js';
 import type { McHttp } from './http.js';
-import { mapMember, type ListMapping } from './mapping.js';
-import { getMember } from './members.js';
+import { mapMember, recordIdOf, type ListMapping } from './mapping.js';
+import { getMember, subscriberHash } from './members.js';
 
 /*
  * Mailchimp list webhooks. No signature exists: the URL carries a secret token (`?token=` or
@@ -164,7 +164,9 @@ async function toObservations(deps: WebhookDeps, events: WebhookEvent[]): Promis
     const base = {
       subject: p.email,
       source: deps.connectorId,
-      recordId: null,
+      // The member id is the md5 of the address: naming the record lets the engine recognise
+      // the echo of our own push (its state equals the record's stored snapshot).
+      recordId: recordIdOf(p.listId, subscriberHash(p.email)),
       channel: 'email' as const,
       purpose: ALL_PURPOSES,
       statedAt: p.firedAt,

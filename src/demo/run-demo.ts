@@ -108,6 +108,7 @@ export async function runDemo(opts: DemoOptions): Promise<RunningDemo> {
       DEMO_SALESFORCE_URL: set.salesforce.url,
       DEMO_SALESFORCE_ORG: set.salesforce.orgId,
       DEMO_HUBSPOT_URL: set.hubspot.url,
+      DEMO_HUBSPOT_APP_ID: String(set.hubspot.credentials.appId),
       DEMO_MAILCHIMP_URL: set.mailchimp.url,
       DEMO_SENDGRID_URL: set.sendgrid.url,
       DEMO_SENDGRID_PUBLIC_KEY: set.sendgrid.credentials.publicKey,

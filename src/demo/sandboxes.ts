@@ -129,6 +129,8 @@ export async function startSandboxes(opts: SandboxSetOptions): Promise<SandboxSe
       `      basePath: ${q(hubspot.url)}`,
       `      accessToken: ${q(hubspot.credentials.accessToken)}`,
       `      appSecret: ${q(hubspot.credentials.appSecret)}`,
+      // consentd writes through this app: its own changes come back as webhooks and are echoes.
+      `      ownAppId: ${hubspot.credentials.appId}`,
       `      subscriptions: { ${hubspot.subscriptionTypes.map((t) => `${q(t.id)}: ${t.purpose}`).join(', ')} }`,
       // The connector paces itself to the portal's limit (the sandbox's, when raised for a bench).
       ...(opts.hubspot?.tenSecondlyLimit !== undefined ? [`      limits: { tenSecondly: ${opts.hubspot.tenSecondlyLimit} }`] : []),
