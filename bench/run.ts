@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { runPropagateBench } from './propagate/index.js';
+import { benchApiEfficiency } from './api-efficiency/index.js';
 import { benchReconcile } from './reconcile/index.js';
 import { benchSandbox } from './sandbox/index.js';
 
@@ -23,6 +24,7 @@ const { values, positionals } = parseArgs({
 
 const benches: Record<string, () => Promise<void>> = {
   reconcile: () => benchReconcile({ people: Number(values.people ?? 100_000), runs: Number(values.runs), seed: Number(values.seed) }),
+  'api-efficiency': () => benchApiEfficiency({ people: Number(values.people ?? 10_000), seed: Number(values.seed) }),
   sandbox: () => benchSandbox({ people: Number(values.people ?? 1_000_000), records: Number(values.records), runs: Number(values.runs) }),
   propagate: () =>
     runPropagateBench({
