@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { runPropagateBench } from './propagate/index.js';
 import { benchApiEfficiency } from './api-efficiency/index.js';
+import { benchConverge } from './converge/index.js';
 import { benchReconcile } from './reconcile/index.js';
 import { benchSandbox } from './sandbox/index.js';
 
@@ -25,6 +26,9 @@ const { values, positionals } = parseArgs({
 const benches: Record<string, () => Promise<void>> = {
   reconcile: () => benchReconcile({ people: Number(values.people ?? 100_000), runs: Number(values.runs), seed: Number(values.seed) }),
   'api-efficiency': () => benchApiEfficiency({ people: Number(values.people ?? 10_000), seed: Number(values.seed) }),
+  converge: async () => {
+    if (!(await benchConverge({ people: Number(values.people ?? 50_000), seed: Number(values.seed) }))) process.exitCode = 1;
+  },
   sandbox: () => benchSandbox({ people: Number(values.people ?? 1_000_000), records: Number(values.records), runs: Number(values.runs) }),
   propagate: () =>
     runPropagateBench({
