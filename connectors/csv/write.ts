@@ -16,8 +16,10 @@ import { CsvError, scanCsv } from './parse.js';
  * copied byte for byte unless a change applies to them:
  * - set_consent: every consent row of (email, channel, purpose) whose state differs from the
  *   target is rewritten (state "subscribed"/"unsubscribed", stated_at now, evidence
- *   "consentd:<rule>:<decidedBy>"); if the subject has no such row, one is appended.
- * - suppress: if the subject has no suppression row on the channel, a row is appended with
+ *   "consentd:<rule>:<decidedBy>"); if the subject has no such row, one is added right after
+ *   the subject's (first) run of adjacent rows, or appended if the file has none (a pull keeps
+ *   a subject's adjacent rows in one page, hence in one snapshot).
+ * - suppress: if the subject has no suppression row on the channel, a row is added (as above) with
  *   state "unsubscribed" and evidence "consentd:suppressed" (legacy readers see "do not send";
  *   on pull consentd reads it back as its own suppression marker, not as a denial). A file
  *   without an evidence column gets state "suppressed" instead.
@@ -58,11 +60,15 @@ class BufferedOut {
   lastByte = -1;
   constructor(private readonly fh: FileHandle) {}
   async write(b: Buffer): Promise<void> {
-    if (b.length === 0) return;
+    if (this.add(b)) await this.flush();
+  }
+  /** Buffer `b` without a promise (the per-row hot path); true when a flush() is due. */
+  add(b: Buffer): boolean {
+    if (b.length === 0) return false;
     this.parts.push(b);
     this.size += b.length;
     this.lastByte = b[b.length - 1] ?? -1;
-    if (this.size >= 1 << 16) await this.flush();
+    return this.size >= 1 << 16;
   }
   async flush(): Promise<void> {
     if (this.size === 0) return;
@@ -76,6 +82,12 @@ class BufferedOut {
   }
 }
 
+// Plain ASCII (every code unit below 0x80): the fast byte-for-byte copy is exact for such rows.
+const isAscii = (s: string): boolean => {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+};
+
 const scope = (email: string, channel: string, purpose: string): string => `${email}\u0000${channel}\u0000${purpose}`;
 
 export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[]): Promise<PushResult[]> {
@@ -87,6 +99,8 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
   const consentTargets = new Map<string, ScopeTarget>();
   const suppressTargets = new Map<string, { channel: Channel; matched: boolean }>();
   const subjects = new Set<string>();
+  /** Subject -> indexes of its changes (not erase), in batch order. */
+  const changeIndexes = new Map<string, number[]>();
   const fail = (i: number, reason: string, code: string): void => {
     const c = changes[i] as Change;
     results[i] = { key: c.key, status: 'failed', reason, code };
@@ -100,6 +114,9 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       return;
     }
     subjects.add(email);
+    const idx = changeIndexes.get(email);
+    if (idx === undefined) changeIndexes.set(email, [i]);
+    else idx.push(i);
     if (c.op === 'suppress') {
       suppressTargets.set(`${email}\u0000${c.channel}`, { channel: c.channel, matched: false });
       return;
@@ -133,6 +150,60 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       return Buffer.from(terminated ? text : text.slice(0, -eol.length));
     };
 
+    // Rows for changes no existing row could take. They are written right after the subject's
+    // run of adjacent rows (or at the end when the file has none): a pull cuts pages only between
+    // subjects, so rows kept together are read back as one snapshot (rows appended at the end would
+    // land in a later page, whose snapshot of the record would replace the first one).
+    const append = async (cols: HeaderMap, fact: RowFact, stateWord: string, evidence: string, purposeWord: string): Promise<void> => {
+      const fields: string[] = new Array<string>(width).fill('');
+      fields[cols.email] = fact.email;
+      fields[cols.state] = stateWord;
+      if (cols.channel !== undefined) fields[cols.channel] = fact.channel;
+      if (cols.purpose !== undefined) fields[cols.purpose] = purposeWord;
+      if (cols.stated_at !== undefined) fields[cols.stated_at] = now;
+      if (cols.evidence !== undefined) fields[cols.evidence] = evidence;
+      if (out.lastByte !== 0x0a && out.lastByte !== -1) await out.write(Buffer.from(eol));
+      await out.write(render(fields, true));
+      snapshots.add(fact);
+      dirty = true;
+    };
+    const appendFor = async (i: number, cols: HeaderMap): Promise<void> => {
+      const c = changes[i] as Change;
+      if (results[i] !== undefined || erased.has(c.recordId) || c.op === 'erase') return;
+      const base = { line: 0, email: c.recordId, channel: c.channel, statedAt: now, reason: null };
+      if (c.op === 'set_consent' && c.target !== null) {
+        const t = consentTargets.get(scope(c.recordId, c.channel, c.purpose));
+        if (!t || t.matched) return;
+        t.matched = true;
+        await append(
+          cols,
+          { ...base, kind: 'consent', purpose: c.purpose, state: t.target, strength: 'explicit', evidence: t.evidence },
+          WRITE_WORDS[t.target],
+          t.evidence,
+          purposes.native(c.purpose) ?? ALL_PURPOSES,
+        );
+      } else if (c.op === 'suppress') {
+        const s = suppressTargets.get(`${c.recordId}\u0000${c.channel}`);
+        if (!s || s.matched) return;
+        s.matched = true;
+        const marker = cols.evidence !== undefined;
+        await append(
+          cols,
+          { ...base, kind: marker ? 'marker' : 'suppression', purpose: ALL_PURPOSES, state: marker ? 'denied' : 'unknown', strength: 'explicit', evidence: SUPPRESSION_MARKER },
+          marker ? WRITE_WORDS.denied : WRITE_WORDS.suppressed,
+          SUPPRESSION_MARKER,
+          purposes.native(ALL_PURPOSES) ?? ALL_PURPOSES,
+        );
+      }
+    };
+    /** Subject of the current run of adjacent rows, when it has changes of this batch. */
+    let runSubject: string | null = null;
+    const enterRun = async (email: string | null, cols: HeaderMap): Promise<void> => {
+      if (email === runSubject) return;
+      if (runSubject !== null) for (const i of changeIndexes.get(runSubject) ?? []) await appendFor(i, cols);
+      runSubject = email !== null && changeIndexes.has(email) ? email : null;
+    };
+
     for await (const rec of scanCsv(opts.path, opts.delimiter)) {
       if (rec.type === 'tail') {
         await out.write(rec.raw);
@@ -149,8 +220,18 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
         continue;
       }
       const cols = columns as HeaderMap;
+      // Fast path: a row whose address is not in this batch is copied verbatim, so it need not be
+      // interpreted. An ASCII address normalizes to its trimmed lower case (NFC is the identity on
+      // ASCII), so the test is exact; anything else takes the full path.
+      const quick = (rec.fields[cols.email] ?? '').trim().toLowerCase();
+      if (!subjects.has(quick) && !erased.has(quick) && isAscii(quick)) {
+        if (runSubject !== null) await enterRun(null, cols);
+        if (out.add(rec.raw)) await out.flush();
+        continue;
+      }
       const r = interpretRow(rec.fields, rec.line, { ...opts.ctx, columns: cols });
       const email = r.ok === true ? r.fact.email : r.ok === false ? r.email : null;
+      await enterRun(email, cols);
       if (email !== null && erased.has(email)) {
         dirty = true;
         continue;
@@ -184,49 +265,8 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       await out.write(raw);
     }
     if (columns === undefined) throw new CsvError('CSV_BAD_HEADER', `${opts.path}: the file is empty (no header row)`);
-    const cols = columns;
-
-    // Rows for changes no existing row could take.
-    const append = async (fact: RowFact, stateWord: string, evidence: string, purposeWord: string): Promise<void> => {
-      const fields: string[] = new Array<string>(width).fill('');
-      fields[cols.email] = fact.email;
-      fields[cols.state] = stateWord;
-      if (cols.channel !== undefined) fields[cols.channel] = fact.channel;
-      if (cols.purpose !== undefined) fields[cols.purpose] = purposeWord;
-      if (cols.stated_at !== undefined) fields[cols.stated_at] = now;
-      if (cols.evidence !== undefined) fields[cols.evidence] = evidence;
-      if (out.lastByte !== 0x0a && out.lastByte !== -1) await out.write(Buffer.from(eol));
-      await out.write(render(fields, true));
-      snapshots.add(fact);
-      dirty = true;
-    };
-    for (const i of pending()) {
-      const c = changes[i] as Change;
-      if (erased.has(c.recordId) || c.op === 'erase') continue;
-      const base = { line: 0, email: c.recordId, channel: c.channel, statedAt: now, reason: null };
-      if (c.op === 'set_consent' && c.target !== null) {
-        const t = consentTargets.get(scope(c.recordId, c.channel, c.purpose));
-        if (!t || t.matched) continue;
-        t.matched = true;
-        await append(
-          { ...base, kind: 'consent', purpose: c.purpose, state: t.target, strength: 'explicit', evidence: t.evidence },
-          WRITE_WORDS[t.target],
-          t.evidence,
-          purposes.native(c.purpose) ?? ALL_PURPOSES,
-        );
-      } else if (c.op === 'suppress') {
-        const s = suppressTargets.get(`${c.recordId}\u0000${c.channel}`);
-        if (!s || s.matched) continue;
-        s.matched = true;
-        const marker = cols.evidence !== undefined;
-        await append(
-          { ...base, kind: marker ? 'marker' : 'suppression', purpose: ALL_PURPOSES, state: marker ? 'denied' : 'unknown', strength: 'explicit', evidence: SUPPRESSION_MARKER },
-          marker ? WRITE_WORDS.denied : WRITE_WORDS.suppressed,
-          SUPPRESSION_MARKER,
-          purposes.native(ALL_PURPOSES) ?? ALL_PURPOSES,
-        );
-      }
-    }
+    // Rows for changes no existing row could take (subjects absent from the file, the last run).
+    for (const i of pending()) await appendFor(i, columns);
 
     await out.flush();
     await fh.sync();

@@ -1,5 +1,5 @@
 import { readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Connector } from '../../src/connectors/contract.js';
 import { FIXTURES, change, csv, pullAll, tempDir } from '../fixtures/csv/helpers.js';
@@ -67,16 +67,33 @@ describe('csv push', () => {
     expect(text).toBe(HEADER + ROWS[0] + ROWS.slice(3).join(''));
   });
 
-  it('suppress appends a marker row that reads back as suppressed, not as a denial', async () => {
+  it('suppress adds a marker row (next to the subject\'s rows) that reads back as suppressed, not as a denial', async () => {
     const { path, connector } = setup();
     const c = connector();
     const [r] = await c.push([change({ recordId: 'ann@example.com', op: 'suppress' }), change({ recordId: 'dave@example.com', op: 'suppress' })]);
     expect(r).toMatchObject({ status: 'ok', snapshot: { suppressed: { email: true }, consent: { 'email:newsletter': 'granted' } } });
     const text = readFileSync(path, 'utf8');
-    expect(text).toBe(HEADER + ROWS.join('') + 'ann@example.com,email,*,unsubscribed,2025-06-01T12:00:00.000Z,consentd:suppressed,\n');
+    expect(text).toBe(HEADER + (ROWS[0] as string) + 'ann@example.com,email,*,unsubscribed,2025-06-01T12:00:00.000Z,consentd:suppressed,\n' + ROWS.slice(1).join(''));
     const [page] = await pullAll(c);
     expect(page?.records.find((s) => s.subject === 'ann@example.com')).toMatchObject({ suppressed: { email: true }, consent: { 'email:newsletter': 'granted' } });
     expect(page?.observations.filter((o) => o.subject === 'ann@example.com')).toHaveLength(1);
+  });
+
+  it('keeps a subject\'s rows adjacent, so a pull in small pages reads back the whole record', async () => {
+    const many = Array.from({ length: 40 }, (_, i) => `p${i}@example.com,email,*,subscribed,2024-01-01,form,\n`);
+    const { path, connector } = setup(HEADER + many.join(''));
+    const c = csv({ path: 'list.csv', purposes: { weekly: 'newsletter' }, pageSize: 5 }, { baseDir: dirname(path), now: () => NOW });
+    await c.push([consent('p3@example.com', 'newsletter', 'denied'), change({ recordId: 'p3@example.com', op: 'suppress' }), consent('new@example.com', '*', 'denied')]);
+    const lines = readFileSync(path, 'utf8').split('\n');
+    expect(lines.slice(4, 7).map((l) => l.split(',').slice(0, 4).join(','))).toEqual([
+      'p3@example.com,email,*,subscribed',
+      'p3@example.com,email,weekly,unsubscribed',
+      'p3@example.com,email,*,unsubscribed',
+    ]);
+    expect(lines.at(-2)).toMatch(/^new@example\.com,email,\*,unsubscribed,/);
+    const records = (await pullAll(c)).flatMap((p) => p.records).filter((r) => r.subject === 'p3@example.com');
+    expect(records).toEqual([expect.objectContaining({ consent: { 'email:*': 'granted', 'email:newsletter': 'denied' }, suppressed: { email: true } })]);
+    void connector;
   });
 
   it('round trip: pull, apply changes, pull shows the new states', async () => {

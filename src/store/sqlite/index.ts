@@ -44,8 +44,12 @@ export interface SqliteStoreOptions {
 
 /** Page size of the streaming iterators. */
 const STREAM_PAGE = 5000;
-/** Log rows absorbed per transaction (the event loop gets a turn between chunks). */
-const ABSORB_CHUNK = 250_000;
+/**
+ * Log rows absorbed per transaction (the event loop gets a turn between chunks). Each chunk is
+ * sorted by subject before it moves: the chunk bounds that sort's memory (50k: ~50 MB less peak
+ * RSS than 250k at the same speed).
+ */
+const ABSORB_CHUNK = 50_000;
 /** Dirty versions remembered between dirtySubjects() and commitReconcile() (bounded). */
 const MAX_REMEMBERED_DIRTY = 200_000;
 const LANES: readonly Lane[] = ['high', 'normal'];
@@ -131,7 +135,8 @@ export class SqliteStore implements Store {
     try {
       db.pragma('busy_timeout = 5000');
       db.pragma(`cache_size = ${-1024 * Math.max(2, Math.floor(opts.cacheMiB ?? 64))}`);
-      db.pragma('temp_store = MEMORY');
+      // temp_store stays the default (FILE): absorb sorts a chunk of log rows (snapshots included)
+      // by subject; in memory that sort would grow the RSS with the chunk, on file it spills.
       if (!this.readonly) {
         const fresh = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() === 0;
         if (fresh) db.pragma(`page_size = ${opts.pageSize ?? 8192}`);
@@ -171,6 +176,28 @@ export class SqliteStore implements Store {
   private tx<T>(fn: () => T): T {
     this.live();
     return this.db.transaction(fn).immediate();
+  }
+
+  /**
+   * Write transaction whose commit is not fsynced (synchronous = NORMAL for this one commit), for
+   * writes that can always be redone: pull pages (a pull can always be re-run) and absorb (moves
+   * rows between the store's own tables). In WAL mode such a commit is still atomic and a process
+   * crash (kill -9) loses nothing: the frames are in the WAL file, in the OS page cache. Only a
+   * power loss or an OS crash can lose the last of them, and then they are lost as a whole and in
+   * order: the WAL is replayed up to the last intact commit, so a page and its cursor vanish
+   * together (the cursor saved with a page never runs ahead of the rows), and the next pull re-reads
+   * from the previous cursor. Every other write keeps synchronous = FULL, and its fsync of the WAL
+   * makes every earlier frame durable too: an acknowledged write (webhook intake, statement,
+   * outbox) never depends on a lost one. Nothing acknowledges a pull page to its source.
+   */
+  private bulkTx<T>(fn: () => T): T {
+    this.live();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.db.transaction(fn).immediate();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
   }
 
   /**
@@ -254,7 +281,7 @@ export class SqliteStore implements Store {
     // Cheap check outside any write transaction: nothing waiting is the common case.
     if (this.s.minObsLog.get() === null && this.s.minRecLog.get() === null) return;
     for (;;) {
-      const more = this.tx(() => {
+      const more = this.bulkTx(() => {
         const obsFrom = this.s.minObsLog.get() as number | null;
         const recFrom = this.s.minRecLog.get() as number | null;
         if (obsFrom === null && recFrom === null) return false;
@@ -336,7 +363,7 @@ export class SqliteStore implements Store {
     page: { observations: Observation[]; records: RecordSnapshot[] },
     cursor: string | null,
   ): Promise<IngestResult> {
-    return this.tx(() => {
+    return this.bulkTx(() => {
       const isTombstoned = this.tombstoneFilter();
       const mark = this.recMark();
       const tombstoned = new Map<string, RecordSnapshot>();
