@@ -24,6 +24,9 @@ export const hubspotConnector = defineConnector({
   create: (settings, ctx) => createHubSpotConnector(settings, ctx),
 });
 
+/** Full batch calls (per API) one push may fill: the outbox hands push() that much work at once. */
+export const PUSH_CALLS = 10;
+
 export interface HubSpotConnectorOptions {
   /** Read retry tuning (tests). */
   readAttempts?: number;
@@ -55,11 +58,14 @@ export function createHubSpotConnector(settings: HubSpotSettings, ctx: Connector
   };
   const deps = { api, prefs, connectorId: ctx.id, subscriptions, ...(opts.now ? { now: opts.now } : {}) };
   const consent = [ALL_PURPOSES, ...purposes].map((purpose) => ({ channel: 'email' as const, purpose }));
+  // Changes per push: every scope of BATCH_MAX addresses (one full batch call per API), times
+  // PUSH_CALLS, so a backlog fills whole calls and a push's rounding costs little.
+  const batchSize = BATCH_MAX * consent.length * PUSH_CALLS;
 
   return {
     id: ctx.id,
     kind: 'hubspot',
-    limits: { batchSize: BATCH_MAX, requestsPerInterval: settings.limits.tenSecondly, intervalMs: 10_000, concurrency: settings.limits.concurrency },
+    limits: { batchSize, requestsPerInterval: settings.limits.tenSecondly, intervalMs: 10_000, concurrency: settings.limits.concurrency },
     // A getter: grants can be pushed only once v4 is known to be there (auto probes it on first use).
     get capabilities(): ConnectorCapabilities {
       return { consent, suppression: [], pushGrants: prefs.known === 'v4', erase: true, acceptsUnknownAddresses: false };
@@ -68,7 +74,6 @@ export function createHubSpotConnector(settings: HubSpotSettings, ctx: Connector
       return cursor === null ? fullPull(deps) : incrementalPull(deps, decodeCursor(cursor));
     },
     push(changes: Change[]): Promise<PushResult[]> {
-      if (changes.length > BATCH_MAX) return Promise.reject(new Error(`hubspot push takes at most ${BATCH_MAX} changes; got ${changes.length}`));
       return pushChanges({ api, prefs, subscriptions, allSubscriptionIds }, changes);
     },
     webhook: hubspotWebhook({ api, prefs, connectorId: ctx.id, subscriptions, appSecret: settings.appSecret, webhookUrl: settings.webhookUrl, ownAppId: settings.ownAppId === undefined ? undefined : String(settings.ownAppId) }),

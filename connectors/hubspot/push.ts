@@ -19,6 +19,11 @@ import { subscriptionIdsFor, type SubscriptionMap } from './mapping.js';
  * (v3 400, v4 NO_STATUS_CHANGE) and "already deleted" (404 on erase) are ok.
  * Denials of all email are written after per-purpose writes in the same push: HubSpot lifts
  * "unsubscribed from all" on a subscription, and a denial must be the last word.
+ * A purpose denial of an address this push also unsubscribes from all email costs no write:
+ * unsubscribe-all sets every subscription type UNSUBSCRIBED (v4; v3 does it type by type), so
+ * the change takes the outcome of that address's unsubscribe-all. A push may hold any number of
+ * changes (limits.batchSize: BATCH_MAX addresses' worth of every scope, times PUSH_CALLS); each
+ * API is called once per <= 100 inputs.
  */
 
 export interface PushDeps {
@@ -78,6 +83,16 @@ export async function pushChanges(deps: PushDeps, changes: Change[]): Promise<Pu
   const writes = new Map<string, { item: WriteItem; keys: string[] }>();
   const perChangeItems = new Map<string, string[]>(); // change key -> write item keys
   const erases = new Map<string, string[]>(); // record id -> change keys
+  const covered = new Map<string, string>(); // change key -> address whose unsubscribe-all carries it
+
+  // Addresses this push unsubscribes from all email: unsubscribe-all sets every subscription
+  // UNSUBSCRIBED, so their purpose denials are carried by that call (see below).
+  const allOffHere = new Set<string>();
+  for (const c of changes) {
+    if (c.op !== 'set_consent' || c.channel !== 'email' || c.purpose !== ALL_PURPOSES || c.target !== 'denied') continue;
+    const e = normalizeEmail(c.subject);
+    if (e.ok) allOffHere.add(e.email);
+  }
 
   for (const c of changes) {
     const email = normalizeEmail(c.subject);
@@ -109,6 +124,13 @@ export async function pushChanges(deps: PushDeps, changes: Change[]): Promise<Pu
     const ids = subscriptionIdsFor(deps.subscriptions, c.purpose);
     if (ids.length === 0) {
       results.set(c.key, { status: 'failed', reason: `purpose ${c.purpose} is not mapped to a HubSpot subscription type (settings.subscriptions)`, code: 'UNMAPPED_PURPOSE' });
+      continue;
+    }
+    if (c.target === 'denied' && allOffHere.has(email.email)) {
+      // Carried by this push's unsubscribe-all of the address (every type ends UNSUBSCRIBED, v4
+      // and v3 alike): its outcome is this change's, and no write of its own is needed. The
+      // engine records the denial in the stored snapshot; the next pull reads it back.
+      covered.set(c.key, email.email);
       continue;
     }
     const itemKeys: string[] = [];
@@ -144,6 +166,7 @@ export async function pushChanges(deps: PushDeps, changes: Change[]): Promise<Pu
     }
   }
   for (const [key, items] of perChangeItems) results.set(key, worst(items.map((k) => itemOutcomes.get(k) ?? { status: 'retry', reason: 'no answer for this item' })));
+  for (const [key, email] of covered) results.set(key, allOffOutcomes.get(email) ?? { status: 'retry', reason: 'no answer for this address' });
   for (const [email, keys] of allOff) for (const key of keys) results.set(key, allOffOutcomes.get(email) ?? { status: 'retry', reason: 'no answer for this address' });
   await Promise.all(
     [...erases].map(async ([recordId, keys]) => {

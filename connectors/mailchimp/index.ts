@@ -1,6 +1,7 @@
 import { defineConnector } from '../../src/connectors/contract.js';
 import type { CheckResult, Connector, ConnectorCapabilities, ConnectorContext, PullPage, PullReject, PushResult } from '../../src/connectors/contract.js';
 import { ALL_PURPOSES, type Change, type ObservationInput, type RecordSnapshot } from '../../src/model/types.js';
+import { BULK_MAX } from './bulk.js';
 import { McApiError, McHttp, type McHttpOptions } from './http.js';
 import { mapMember, type ListMapping, type McMember } from './mapping.js';
 import { getMembersPage, nativesOf, sampleNatives, type ListNatives } from './members.js';
@@ -27,6 +28,9 @@ export const mailchimpConnector = defineConnector({
   configSchema: mailchimpSettings,
   create: (settings, ctx) => createMailchimpConnector(settings, ctx),
 });
+
+/** Full bulk calls (500 members each) one push may fill. */
+export const PUSH_CALLS = 10;
 
 export interface MailchimpConnectorOptions {
   http?: McHttpOptions;
@@ -145,7 +149,9 @@ export function createMailchimpConnector(settings: MailchimpSettings, ctx: Conne
   const connector: Connector = {
     id: ctx.id,
     kind: 'mailchimp',
-    limits: { batchSize: 500, requestsPerInterval: 1_000_000, intervalMs: 1_000, concurrency: settings.maxConnections },
+    // Changes per push: every scope of BULK_MAX members (one member's changes share one bulk
+    // item), times PUSH_CALLS, so a backlog fills whole bulk calls.
+    limits: { batchSize: BULK_MAX * capabilities.consent.length * PUSH_CALLS, requestsPerInterval: 1_000_000, intervalMs: 1_000, concurrency: settings.maxConnections },
     capabilities,
 
     async *pull(rawCursor: string | null): AsyncIterable<PullPage> {

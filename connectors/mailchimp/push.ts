@@ -7,7 +7,7 @@ import { deletePermanent, getMember, putMember, subscriberHash, type ListNatives
 import type { MailchimpSettings } from './settings.js';
 
 /*
- * push(): up to 500 changes, grouped by list then by member.
+ * push(): up to limits.batchSize changes, grouped by list then by member.
  * - set_consent (email, *) denied and suppress -> status unsubscribed (Mailchimp's only
  *   settable "send nothing": `cleaned` cannot be set through the API);
  * - set_consent (email, P) -> the member's marketing_permissions / interests mapped to P;

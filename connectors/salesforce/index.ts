@@ -5,7 +5,7 @@ import { SalesforceClient, type ClientOptions } from './client.js';
 import { purposeMap } from './mapping.js';
 import { createOutboundWebhook } from './outbound.js';
 import { pullPages, type PullDeps } from './pull.js';
-import { MAX_COLLECTION, pushChanges, type PushDeps } from './push.js';
+import { MAX_RETRIEVE, pushChanges, type PushDeps } from './push.js';
 import { salesforceSettings, type SalesforceSettings } from './settings.js';
 
 export { salesforceSettings } from './settings.js';
@@ -96,7 +96,9 @@ export function createSalesforceConnector(settings: SalesforceSettings, ctx: Con
     id: ctx.id,
     kind: 'salesforce',
     // Developer Edition: 15,000 calls a day; concurrency is modest (25 long-running requests per org).
-    limits: { batchSize: MAX_COLLECTION, requestsPerInterval: 20, intervalMs: 1_000, concurrency: 2 },
+    // A push holds an email opt-out (email:* and every mapped purpose) of MAX_RETRIEVE records:
+    // one retrieve per object type, then full 200-record collections calls (push.ts).
+    limits: { batchSize: MAX_RETRIEVE * (1 + purposes.mapped().length), requestsPerInterval: 20, intervalMs: 1_000, concurrency: 2 },
     get capabilities() {
       return capabilities();
     },

@@ -7,7 +7,11 @@ import type { PullDeps } from './pull.js';
 /**
  * Push: changes grouped by record, so one record update carries all its field changes; one
  * sObject Collections call per <= 200 records (`PATCH /composite/sobjects`, allOrNone false),
- * each SaveResult mapped back to the changes of its record.
+ * each SaveResult mapped back to the changes of its record. A push holds up to
+ * limits.batchSize changes (an email opt-out of MAX_RETRIEVE records: see index.ts) and splits
+ * them internally: per push, one retrieve per object type and <= 2000 records needing an
+ * Individual, then ceil(n / 200) creates of Individuals, updates of records and creates of
+ * ContactPointTypeConsents. No call is made per change.
  *
  * - (email|phone|post, *) denied -> HasOptedOutOfEmail | DoNotCall | HasOptedOutOfFax = true.
  * - (channel, *) granted (privacy features only) -> the flag = false, plus an OptIn
@@ -23,6 +27,8 @@ import type { PullDeps } from './pull.js';
  */
 
 export const MAX_COLLECTION = 200;
+/** Ids one sObject Collections retrieve (`POST /composite/sobjects/{Type}`) reads. */
+export const MAX_RETRIEVE = 2000;
 const FLAG: Readonly<Record<string, string>> = { email: 'HasOptedOutOfEmail', phone: 'DoNotCall', post: 'HasOptedOutOfFax' };
 /** Salesforce answers "already gone" with these; for an erase that is success. */
 const GONE = new Set(['ENTITY_IS_DELETED', 'INVALID_CROSS_REFERENCE_KEY']);
@@ -215,7 +221,7 @@ async function ensureIndividuals(deps: PushDeps, plans: RecordPlan[], out: Outco
   const names = new Map<string, { FirstName?: string | null; LastName?: string | null }>();
   for (const type of ['Contact', 'Lead'] as const) {
     const mine = plans.filter((p) => p.type === type);
-    for (const chunk of chunks(mine, 2000)) {
+    for (const chunk of chunks(mine, MAX_RETRIEVE)) {
       try {
         const rows = await deps.client.request<({ Id: string; FirstName?: string | null; LastName?: string | null; IndividualId?: string | null } | null)[]>({
           method: 'POST',

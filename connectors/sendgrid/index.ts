@@ -18,7 +18,7 @@ import { SendGridHttp, type SendGridHttpOptions } from './http.js';
 import { PurposeMap } from './mapping.js';
 import { pullSendGrid } from './pull.js';
 import { pushSendGrid } from './push.js';
-import { sendgridSettings, type SendGridSettings } from './settings.js';
+import { MAX_RECIPIENTS_PER_CALL, PUSH_CALLS, sendgridSettings, type SendGridSettings } from './settings.js';
 import { createSendGridWebhook } from './webhook.js';
 
 export { sendgridSettings, SENDGRID_BASE_URL, SENDGRID_EU_BASE_URL } from './settings.js';
@@ -61,7 +61,7 @@ export function createSendGridConnector(settings: SendGridSettings, ctx: Connect
     id: ctx.id,
     kind: 'sendgrid',
     // SendGrid's per-endpoint limits are unpublished (600/min is typical); X-RateLimit headers are honoured in http.ts.
-    limits: { batchSize: settings.batchSize, requestsPerInterval: 10, intervalMs: 1_000, concurrency: 1 },
+    limits: { batchSize: settings.batchSize ?? MAX_RECIPIENTS_PER_CALL * capabilities.consent.length * PUSH_CALLS, requestsPerInterval: 10, intervalMs: 1_000, concurrency: 1 },
     capabilities,
     pull(cursor: string | null): AsyncIterable<PullPage> {
       return pullSendGrid({ http, settings, ctx, purposes, now }, cursor);

@@ -6,7 +6,12 @@
  *   elsewhere, so a suppression is written as a global unsubscribe: it stops every marketing
  *   and group send to the address (mail sent without an unsubscribe group and with
  *   bypass settings still goes through — that is the sender's choice, not ours).
- * - denial of a purpose                  -> POST /asm/groups/{id}/suppressions per mapped group, <= 1000 a call.
+ * - denial of a purpose                  -> POST /asm/groups/{id}/suppressions per mapped group, <= 1000 a call;
+ *   when the same push unsubscribes the address globally (denial of (email, *), suppress, erase),
+ *   no group call: the global unsubscribe stops every group's mail and reads back as every
+ *   purpose denied (mapping.ts), so the denial takes that address's global outcome. (Should the
+ *   global unsubscribe be removed by hand later, the next pull reads the purposes as no longer
+ *   denied and the planner writes the group suppressions then.)
  * - grant of a purpose                   -> DELETE /asm/groups/{id}/suppressions/{email} (no bulk delete exists),
  *   then a look-up of the global unsubscribe: while it stands the grant cannot take effect, and the
  *   change fails with that reason.
@@ -115,15 +120,25 @@ export async function pushSendGrid(deps: PushDeps, changes: Change[]): Promise<P
   const globalChecks: Array<{ email: string; key: string; purpose: string }> = [];
   const erasures = new Map<string, { keys: string[]; groups: number[] | null }>();
 
+  const emailOf = (c: Change): string | null => {
+    const byRecord = normalizeEmail(c.recordId);
+    const n = byRecord.ok ? byRecord : normalizeEmail(c.subject);
+    return n.ok ? n.email : null;
+  };
+  // Addresses this push unsubscribes globally: their purpose denials ride on that call.
+  const globalHere = new Set<string>();
+  for (const c of changes) {
+    const email = c.channel === 'email' ? emailOf(c) : null;
+    if (email !== null && (c.op !== 'set_consent' || (c.purpose === ALL_PURPOSES && c.target === 'denied'))) globalHere.add(email);
+  }
+
   for (const c of changes) {
     const fail = (reason: string, code = 'SENDGRID_UNSUPPORTED'): void => out.add(c.key, { status: 'failed', reason, code });
     if (c.channel !== 'email') {
       fail(`SendGrid only suppresses email addresses (channel ${c.channel})`);
       continue;
     }
-    const byRecord = normalizeEmail(c.recordId);
-    const n = byRecord.ok ? byRecord : normalizeEmail(c.subject);
-    const email = n.ok ? n.email : null;
+    const email = emailOf(c);
     if (email === null) {
       fail(`not an email address: ${c.recordId}`, 'INVALID_EMAIL');
       continue;
@@ -148,7 +163,11 @@ export async function pushSendGrid(deps: PushDeps, changes: Change[]): Promise<P
         fail(`no SendGrid unsubscribe group is mapped to purpose "${c.purpose}"`);
         continue;
       }
-      if (c.target === 'denied') {
+      if (c.target === 'denied' && globalHere.has(email)) {
+        // The global unsubscribe written for this address in this push stops every group's
+        // mail and reads back as every purpose denied (mapping.ts): it carries this denial.
+        global.add(email, c.key);
+      } else if (c.target === 'denied') {
         for (const g of groups) {
           let r = groupAdds.get(g);
           if (r === undefined) groupAdds.set(g, (r = new Recipients()));

@@ -10,6 +10,8 @@ export const SENDGRID_EU_BASE_URL = 'https://api.eu.sendgrid.com/v3';
 
 /** SendGrid documents no maximum for `recipient_emails`; 1000 per call keeps bodies small (~40 KB). */
 export const MAX_RECIPIENTS_PER_CALL = 1000;
+/** Full bulk calls one push may fill by default (settings.batchSize). */
+export const PUSH_CALLS = 10;
 /** The suppression list endpoints answer at most 500 entries per page. */
 export const MAX_LIST_PAGE = 500;
 
@@ -61,8 +63,12 @@ export const sendgridSettings = z.strictObject({
   pageSize: z.number().int().positive().max(MAX_LIST_PAGE).default(MAX_LIST_PAGE),
   /** Record snapshots per emitted pull page. */
   recordsPerPage: z.number().int().positive().default(1000),
-  /** Changes per push() (addresses per bulk call are capped at 1000 regardless). */
-  batchSize: z.number().int().positive().default(1000),
+  /**
+   * Changes per push() (addresses per bulk call are capped at 1000 regardless). Default: every
+   * scope (email:* and each mapped purpose) of 1000 addresses, times PUSH_CALLS, so a backlog
+   * fills whole bulk calls.
+   */
+  batchSize: z.number().int().positive().optional(),
   /** Request timeout. */
   timeoutMs: z.number().int().positive().default(30_000),
   /** Requests in flight at once inside one push (per-address DELETEs). */

@@ -205,6 +205,10 @@ describe('hubspot protocol (nock)', () => {
     expect(scope.isDone()).toBe(true);
     expect(results.map((r) => [r.key, r.status])).toEqual(changes.map((c, i) => [c.key, ['ok', 'failed', 'ok', 'ok', 'retry', 'ok', 'failed'][i]]));
     expect(results[1]).toMatchObject({ reason: expect.stringContaining('Invalid subscriber') as unknown, code: 'VALIDATION_ERROR' });
+    // a@example.com's newsletter denial rides on its unsubscribe-all (which sets every type
+    // UNSUBSCRIBED): it is not written on its own, and takes that call's outcome.
+    expect(writes).not.toContainEqual(expect.objectContaining({ subscriberIdString: 'a@example.com' }));
+    expect(writes).toHaveLength(2); // b@ and c@ (f@'s purpose is not mapped)
     expect(writes).toContainEqual({ subscriberIdString: 'c@example.com', subscriptionId: 1002, statusState: 'SUBSCRIBED', channel: 'EMAIL', legalBasis: 'CONSENT_WITH_NOTICE', legalBasisExplanation: 'consentd: R1-later-explicit-grant (decided by observation obs-1)' });
   });
 

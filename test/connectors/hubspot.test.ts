@@ -8,8 +8,9 @@ import { decodeCursor, encodeCursor } from '../../connectors/hubspot/pull.js';
 import type { HubSpotWebhookTranslation } from '../../connectors/hubspot/webhook.js';
 import { createHubSpotSandbox } from '../../connectors/hubspot/sandbox/index.js';
 import type { PullPage, WebhookEvent } from '../../src/connectors/contract.js';
+import type { Change } from '../../src/model/types.js';
 import type { SeedPerson } from '../../src/sandbox/seed-types.js';
-import { pullAll, runConnectorKit } from '../kit/connector-kit.js';
+import { kitChange, pullAll, runConnectorKit } from '../kit/connector-kit.js';
 import { hubspotHarness, settingsFor, testCtx } from '../kit/harnesses/hubspot.js';
 
 runConnectorKit({ name: 'hubspot', setup: () => hubspotHarness() });
@@ -64,3 +65,54 @@ describe('hubspot incremental pull past the 10,000-result search cap (sandbox)',
   });
 });
 
+
+describe('hubspot push of whole opt-outs (sandbox)', () => {
+  const sb = createHubSpotSandbox({ tenSecondlyLimit: 100_000, searchPerSecond: 1_000 });
+  const N = 250;
+  beforeAll(async () => {
+    await sb.start();
+    const people: SeedPerson[] = [];
+    for (let i = 0; i < N; i++) {
+      const email = `o${i}@example.com`;
+      people.push({ index: i, email, firstName: 'A', lastName: 'B', phone: null, presence: { hubspot: { emails: [email], optedOut: false, optedOutAt: null, subscribedAt: '2024-01-01T00:00:00.000Z', purposes: { newsletter: 'granted', product_updates: 'granted' }, hardBounced: false, complained: false, erasureRequested: false, updatedAt: '2024-01-01T00:00:00.000Z' } } });
+    }
+    sb.seed(people);
+  });
+  afterAll(() => sb.stop());
+
+  it('carries each address\'s purpose denials in its unsubscribe-all: ceil(250/100) = 3 calls for 750 changes', async () => {
+    const c = createHubSpotConnector(settingsFor(sb), testCtx());
+    const records = (await pullAll(c, null)).flatMap((p) => p.records);
+    expect(records).toHaveLength(N);
+    expect(records.every((r) => r.consent['email:newsletter'] === 'granted')).toBe(true);
+    // One push holds them all: every scope of 100 addresses, times 10 full calls.
+    expect(c.limits.batchSize).toBe(100 * 3 * 10);
+    const changes: Change[] = records.flatMap((r) => [
+      kitChange(r, { op: 'set_consent', channel: 'email', purpose: '*', target: 'denied' }),
+      kitChange(r, { op: 'set_consent', channel: 'email', purpose: 'newsletter', target: 'denied' }),
+      kitChange(r, { op: 'set_consent', channel: 'email', purpose: 'product_updates', target: 'denied' }),
+    ]);
+    sb.calls.reset();
+    const results = await c.push(changes);
+    expect(results.map((r) => r.key)).toEqual(changes.map((x) => x.key));
+    expect(results.filter((r) => r.status !== 'ok')).toEqual([]);
+    expect(sb.calls.snapshot()).toEqual({ 'POST /communication-preferences/v4/statuses/batch/unsubscribe-all 200': 3 });
+    // What a fresh pull reads agrees with every change: nothing would be planned again.
+    const after = (await pullAll(c, null)).flatMap((p) => p.records);
+    expect(after.filter((r) => r.consent['email:*'] !== 'denied' || r.consent['email:newsletter'] !== 'denied' || r.consent['email:product_updates'] !== 'denied')).toEqual([]);
+    // Idempotent: the same push again is ok.
+    expect((await c.push(changes.slice(0, 30))).every((r) => r.status === 'ok')).toBe(true);
+    await c.close?.();
+  });
+
+  it('a purpose denial without an unsubscribe-all of its address is written, and its outcome is its own', async () => {
+    const c = createHubSpotConnector(settingsFor(sb), testCtx());
+    const rec = (email: string): Parameters<typeof kitChange>[0] => ({ connectorId: 'hubspot', recordId: sb.state.contactsByEmail(email)[0]?.id ?? '', subject: email, consent: {}, suppressed: {}, meta: {} });
+    const changes = [kitChange(rec('o1@example.com'), { op: 'set_consent', channel: 'email', purpose: 'newsletter', target: 'denied' })];
+    sb.calls.reset();
+    expect((await c.push(changes)).map((r) => r.status)).toEqual(['ok']);
+    // (A fresh connector first probes v4 with one batch/read.)
+    expect(sb.calls.snapshot()).toEqual({ 'POST /communication-preferences/v4/statuses/batch/read 200': 1, 'POST /communication-preferences/v4/statuses/batch/write 200': 1 });
+    await c.close?.();
+  });
+});

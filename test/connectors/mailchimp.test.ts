@@ -253,7 +253,8 @@ describe('mailchimp connector: push', () => {
     sb.calls.reset();
     const results: PushResult[] = [];
     for (let i = 0; i < changes.length; i += c.limits.batchSize) results.push(...(await c.push(changes.slice(i, i + c.limits.batchSize))));
-    expect(c.limits.batchSize).toBe(500);
+    // Every scope (email:*, newsletter, product_updates) of 500 members, times 10 full bulk calls.
+    expect(c.limits.batchSize).toBe(500 * 3 * 10);
     expect(results.map((r) => r.key)).toEqual(changes.map((x) => x.key));
     expect(results.every((r) => r.status === 'ok')).toBe(true);
     expect(sb.calls.snapshot()).toEqual({ 'POST /3.0/lists/{list_id} 200': 3 });

@@ -140,6 +140,33 @@ describe('salesforce push', () => {
     expect(connector.capabilities.consent).toContainEqual({ channel: 'email', purpose: 'newsletter' });
   });
 
+  it('whole opt-outs of 450 records (1350 changes) take one push: 1 retrieve, then full 200-record calls', async () => {
+    const people = seedContacts(450);
+    sb.state.raw.purpose('newsletter');
+    sb.state.raw.purpose('events');
+    const { connector } = makeConnector(sb);
+    // An email opt-out (email:* and both mapped purposes) of 2000 records per push.
+    expect(connector.limits.batchSize).toBe(2000 * 3);
+    const meta = { type: 'Contact', individualId: null };
+    const changes = people.flatMap(([id, email]) => [
+      change(id, email, 'set_consent', 'email', '*', 'denied', meta),
+      change(id, email, 'set_consent', 'email', 'newsletter', 'denied', meta),
+      change(id, email, 'set_consent', 'email', 'events', 'denied', meta),
+    ]);
+    sb.calls.reset();
+    const results = await connector.push(changes);
+    expect(results.map((r) => r.key)).toEqual(changes.map((c) => c.key));
+    expect(results.filter((r) => r.status !== 'ok')).toEqual([]);
+    // One retrieve of the 450 Contacts' IndividualId; 3 creates of Individuals + 5 of 900
+    // consents (200 a call); 3 updates carrying the flag and the Individual link together.
+    expect(callsTo(sb, `POST ${API}/composite/sobjects/Contact 200`)).toBe(1);
+    expect(callsTo(sb, `POST ${API}/composite/sobjects 200`)).toBe(3 + 5);
+    expect(callsTo(sb, `PATCH ${API}/composite/sobjects 200`)).toBe(3);
+    const recs = (await collect(connector.pull(null))).flatMap((p) => p.records);
+    expect(recs).toHaveLength(450);
+    expect(recs.filter((r) => r.consent['email:*'] !== 'denied' || r.consent['email:newsletter'] !== 'denied' || r.consent['email:events'] !== 'denied')).toEqual([]);
+  });
+
   it('unsupported changes fail with a reason; suppressions are never written', async () => {
     const [p] = seedContacts(1);
     if (!p) throw new Error('seed');

@@ -162,7 +162,8 @@ describe('sendgrid pull', () => {
 describe('sendgrid push', () => {
   it('2500 global denials take ceil(2500/1000) = 3 calls; group denials are batched per group', async () => {
     const { sb, connector } = await setup();
-    expect(connector.limits.batchSize).toBe(1000);
+    // Every scope (email:*, newsletter, product_updates) of 1000 addresses, times 10 full calls.
+    expect(connector.limits.batchSize).toBe(1000 * 3 * 10);
     const denials = Array.from({ length: 2500 }, (_, i) => denyAll(`d${i}@example.com`));
     sb.calls.reset();
     const results: PushResult[] = [];
@@ -184,6 +185,34 @@ describe('sendgrid push', () => {
     // Idempotent.
     expect((await connector.push(denials.slice(0, 5))).every((r) => r.status === 'ok')).toBe(true);
     expect(sb.state.global.size).toBe(2800);
+  });
+
+  it('purpose denials of an address unsubscribed globally in the same push ride on that call', async () => {
+    const { sb, connector } = await setup();
+    // 1500 people opting out of all email: (email, *) plus each mapped purpose (rule 4).
+    const people = Array.from({ length: 1500 }, (_, i) => `o${i}@example.com`);
+    const optOuts = people.flatMap((e) => [denyAll(e), change(e, { op: 'set_consent', purpose: 'newsletter', target: 'denied' }), change(e, { op: 'set_consent', purpose: 'product_updates', target: 'denied' })]);
+    // And one purpose denial alone: it still needs its group.
+    const alone = change('alone@example.com', { op: 'set_consent', purpose: 'newsletter', target: 'denied' });
+    sb.calls.reset();
+    const results = await connector.push([...optOuts, alone]);
+    expect(results.map((r) => r.key)).toEqual([...optOuts, alone].map((c) => c.key));
+    expect(results.filter((r) => r.status !== 'ok')).toEqual([]);
+    expect(sb.calls.snapshot()).toEqual({ 'POST /v3/asm/suppressions/global 201': 2, 'POST /v3/asm/groups/{group_id}/suppressions 201': 1 });
+    expect(sb.state.global.size).toBe(1500);
+    expect(sb.state.groups.get(101)?.suppressions.size).toBe(1);
+    // What a pull reads back agrees with every change pushed: nothing left to plan.
+    const recs = recordsOf(await pullAll(connector, null));
+    for (const e of people.slice(0, 20)) expect(recs.get(e)?.consent).toMatchObject({ 'email:*': 'denied', 'email:newsletter': 'denied', 'email:product_updates': 'denied' });
+    expect(recs.get('alone@example.com')?.consent).toMatchObject({ 'email:newsletter': 'denied' });
+    // A failed global call fails the purpose denials it carried, too.
+    const carried = [denyAll('x@example.com'), change('x@example.com', { op: 'set_consent', purpose: 'newsletter', target: 'denied' })];
+    sb.faults.set({ errorRate: 1 });
+    const failed = await connector.push(carried);
+    sb.faults.set({ errorRate: 0 });
+    expect(failed.map((r) => [r.key, r.status])).toEqual(carried.map((c) => [c.key, 'retry']));
+    expect(sb.state.groups.get(101)?.suppressions.has('x@example.com')).toBe(false);
+    expect((await connector.push(carried)).map((r) => r.status)).toEqual(['ok', 'ok']);
   });
 
   it('a grant removes the group suppression', async () => {
