@@ -32,7 +32,7 @@
  */
 import type { PushResult } from '../../src/connectors/contract.js';
 import { classifyError } from '../../src/engine/retry.js';
-import { ALL_PURPOSES, normalizeEmail, type Change } from '../../src/model/index.js';
+import { ALL_PURPOSES, normalizeEmail, scopeKey, type Change } from '../../src/model/index.js';
 import { addGroupSuppressions, groupsSuppressing, removeGroupSuppression } from './groups.js';
 import type { SendGridHttp } from './http.js';
 import { DELETABLE_LISTS, deleteFromList } from './lists.js';
@@ -263,5 +263,17 @@ export async function pushSendGrid(deps: PushDeps, changes: Change[]): Promise<P
     }
   });
 
-  return changes.map((c) => out.result(c.key));
+  // What SendGrid now says of an address that went through the global call: a global
+  // unsubscribe reads back as (email, *) and every purpose denied, and suppressed (mapping.ts).
+  // Returning it lets the engine store it, so the next pull's denial is recognised as the echo
+  // of this push (a suppression pushed here must not come back as a fresh opt-out).
+  const viaGlobal = new Set<string>();
+  for (const keys of global.byEmail.values()) for (const k of keys) viaGlobal.add(k);
+  return changes.map((c) => {
+    const r = out.result(c.key);
+    if (r.status !== 'ok' || c.op === 'erase' || !viaGlobal.has(c.key)) return r;
+    const consent: Record<string, 'denied'> = { [scopeKey('email', ALL_PURPOSES)]: 'denied' };
+    for (const p of purposes.purposes()) consent[scopeKey('email', p)] = 'denied';
+    return { ...r, snapshot: { connectorId: c.connectorId, recordId: c.recordId, subject: c.subject, consent, suppressed: { email: true }, meta: c.meta } };
+  });
 }

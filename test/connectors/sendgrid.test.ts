@@ -225,6 +225,19 @@ describe('sendgrid push', () => {
     expect(sb.calls.snapshot()).toEqual({ 'DELETE /v3/asm/groups/{group_id}/suppressions/{email} 204': 1, 'GET /v3/asm/suppressions/global/{email} 200': 1 });
   });
 
+  it('a pushed suppression returns what SendGrid now says, so the pulled global unsubscribe is its echo', async () => {
+    const { sb, connector } = await setup();
+    const c = change('bounced.elsewhere@example.com', { op: 'suppress', purpose: '*', target: null });
+    const [r] = await connector.push([c]);
+    expect(r).toMatchObject({ key: c.key, status: 'ok', snapshot: { recordId: 'bounced.elsewhere@example.com', suppressed: { email: true } } });
+    const snap = r?.status === 'ok' ? r.snapshot : undefined;
+    // Pulled back, the address reads exactly as the returned snapshot says.
+    const pulled = recordsOf(await pullAll(connector, null)).get('bounced.elsewhere@example.com');
+    expect(pulled?.consent).toEqual(snap?.consent);
+    expect(pulled?.consent['email:*']).toBe('denied');
+    expect(sb.state.global.has('bounced.elsewhere@example.com')).toBe(true);
+  });
+
   it('never lifts a global unsubscribe', async () => {
     const { sb, connector } = await setup();
     sb.state.global.add({ email: 'gone@example.com', created: nowS() - 10 });
