@@ -11,7 +11,7 @@ import { hubspotWebhook } from './webhook.js';
 
 export { hubspotSettings } from './settings.js';
 export type { HubSpotSettings } from './settings.js';
-export type { PendingResolution, HubSpotWebhookTranslation } from './webhook.js';
+export type { HubSpotWebhookTranslation } from './webhook.js';
 
 /**
  * HubSpot contacts through @hubspot/api-client 13.5: consent = "unsubscribed from all email"

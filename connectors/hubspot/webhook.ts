@@ -16,7 +16,7 @@ import { BOUNCE_PROPS, contactProperties, evidenceOf, mapContact, OPTOUT, CONSEN
  * v4 status read for the legal basis of resubscriptions.
  *
  * contact.privacyDeletion arrives after HubSpot deleted the contact: its email usually cannot be
- * read any more. Such erasures are returned in `pendingResolution` (record id + event): the
+ * read any more. Such erasures are returned in `erasuresByRecord` (record id + event): the
  * engine must look the record up in its own store (records.connector_id = this connector,
  * record_id = objectId -> subject) and record the erasure for that subject.
  */
@@ -38,17 +38,9 @@ export interface HubSpotEventBody {
 }
 
 /** An event whose subject could not be resolved from HubSpot (the contact is gone). */
-export interface PendingResolution {
-  kind: 'erasure';
-  /** HubSpot contact id: look up the subject of this record in the store. */
-  recordId: string;
-  eventId: string;
-  reference: string;
-  statedAt: string | null;
-}
-
+/** HubSpot's translation always says which erasures it could only name by record. */
 export interface HubSpotWebhookTranslation extends WebhookTranslation {
-  pendingResolution: PendingResolution[];
+  erasuresByRecord: NonNullable<WebhookTranslation['erasuresByRecord']>;
 }
 
 /** Characters HubSpot decodes in the URI before signing (its v3 documentation). */
@@ -162,14 +154,14 @@ export async function translate(deps: WebhookDeps, events: WebhookEvent[]): Prom
   const statuses = deps.subscriptions.size > 0 && emails.length > 0 ? await deps.prefs.readStatuses(emails) : undefined;
 
   const observations: ObservationInput[] = [];
-  const pendingResolution: PendingResolution[] = [];
+  const erasuresByRecord: HubSpotWebhookTranslation['erasuresByRecord'] = [];
   for (const e of wanted) {
     const p = payloadOf(e);
     const recordId = String(p.objectId);
     const subject = emailOf(recordId);
     const reference = `event:${e.id}`;
     if (e.type === 'contact.privacyDeletion') {
-      if (subject === null) pendingResolution.push({ kind: 'erasure', recordId, eventId: e.id, reference, statedAt: e.occurredAt });
+      if (subject === null) erasuresByRecord.push({ recordId, reference, statedAt: e.occurredAt });
       else observations.push({ subject, source: deps.connectorId, recordId, kind: 'erasure', channel: 'email', purpose: ALL_PURPOSES, state: 'denied', strength: 'explicit', statedAt: e.occurredAt, how: 'webhook', reference, evidence: `contact.privacyDeletion (${p.changeSource ?? 'unknown source'})`, reason: null });
       continue;
     }
@@ -206,7 +198,7 @@ export async function translate(deps: WebhookDeps, events: WebhookEvent[]): Prom
     const m = mapContact(c, { connectorId: deps.connectorId, subscriptions: deps.subscriptions, statuses: statuses && email ? statuses.get(email) : undefined, how: 'webhook' });
     if (m.ok) records.push(m.record);
   }
-  return { observations, records, pendingResolution };
+  return { observations, records, erasuresByRecord };
 }
 
 export function hubspotWebhook(deps: WebhookDeps): ConnectorWebhook & { toObservations(events: WebhookEvent[]): Promise<HubSpotWebhookTranslation> } {

@@ -82,6 +82,12 @@ export interface WebhookTranslation {
   observations: ObservationInput[];
   /** Record snapshots the events revealed (e.g. a contact resolved from an objectId). */
   records?: RecordSnapshot[];
+  /**
+   * Erasure requests for records whose person the platform can no longer name (HubSpot sends
+   * contact.privacyDeletion after the contact is gone). The engine finds the person from the
+   * record snapshot it stored, and records the erasure request for them.
+   */
+  erasuresByRecord?: Array<{ recordId: string; reference: string | null; statedAt: string | null }>;
 }
 
 export interface ConnectorWebhook {

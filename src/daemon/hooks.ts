@@ -1,5 +1,5 @@
 import type PQueue from 'p-queue';
-import type { Connector, PushResult, WebhookEvent, WebhookRequest } from '../connectors/contract.js';
+import type { Connector, PushResult, WebhookEvent, WebhookRequest, WebhookTranslation } from '../connectors/contract.js';
 import { applyOutbox, queueFor } from '../engine/apply.js';
 import type { Engine } from '../engine/context.js';
 import { planSubjectState } from '../engine/decide-subject.js';
@@ -7,7 +7,7 @@ import { pullConnector } from '../engine/pull.js';
 import { RECONCILE_PAGE, reconcile, reconcileSubjects, type ReconcileStats } from '../engine/reconcile.js';
 import { erase, grant, optOut, type StatementResult } from '../engine/statements.js';
 import { ConsentdError } from '../errors.js';
-import { subjectHash, toObservation, type Change, type Observation, type RecordSnapshot } from '../model/index.js';
+import { ALL_PURPOSES, subjectHash, toObservation, type Change, type Observation, type ObservationInput, type RecordSnapshot } from '../model/index.js';
 import { decide, explainDecision } from '../policy/index.js';
 import type { RunInfo, WebhookIntake } from '../store/store.js';
 import type { DaemonControls, DaemonEngineHooks } from './daemon.js';
@@ -362,11 +362,30 @@ export function createEngineHooks(engine: Engine, controls: DaemonControls, opts
       }
     });
 
+  /**
+   * Erasure requests the platform could only name by record (the person is already gone there):
+   * the person is the one the store holds that record for. Unknown records are logged, not lost
+   * silently: the platform no longer has them and consentd never had them.
+   */
+  const resolveErasures = async (connectorId: string, requests: NonNullable<WebhookTranslation['erasuresByRecord']>): Promise<ObservationInput[]> => {
+    const out: ObservationInput[] = [];
+    for (const r of requests) {
+      const subject = await engine.store.subjectOfRecord(connectorId, r.recordId);
+      if (subject === null) {
+        log.warn({ connector: connectorId, recordId: r.recordId }, 'erasure request for a record consentd never stored: nothing to erase');
+        continue;
+      }
+      out.push({ subject, source: connectorId, recordId: r.recordId, kind: 'erasure', channel: 'email', purpose: ALL_PURPOSES, state: 'denied', strength: 'explicit', statedAt: r.statedAt, how: 'webhook', reference: r.reference, evidence: 'erasure request (record already deleted by the platform)', reason: null });
+    }
+    return out;
+  };
+
   const intake = async (connectorId: string, events: WebhookEvent[], req: WebhookRequest): Promise<WebhookIntakeResult> => {
     const webhook = connectorOf(connectorId).webhook;
     if (!webhook) throw new Error(`connector "${connectorId}" takes no webhooks`);
     const translation = await webhook.toObservations(events);
-    const observations = translation.observations.map((o) => toObservation(o, engine.now()));
+    const inputs = [...translation.observations, ...(await resolveErasures(connectorId, translation.erasuresByRecord ?? []))];
+    const observations = inputs.map((o) => toObservation(o, engine.now()));
     const byEvent = observationsByEvent(events, observations);
     const receivedAt = req.receivedAt.toISOString();
     const intakes: WebhookIntake[] = events.map((e) => ({ connectorId, eventId: e.id, eventType: e.type, receivedAt, payload: e.payload }));

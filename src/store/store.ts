@@ -110,6 +110,8 @@ export interface Store {
   // ---- reconcile ----------------------------------------------------------
   /** Up to `limit` dirty subjects with their observations and records, subject order, after `after`. */
   dirtySubjects(limit: number, after: string | null, only?: readonly string[]): Promise<SubjectState[]>;
+  /** The person a stored record belongs to, or null when the store holds no such record. */
+  subjectOfRecord(connectorId: string, recordId: string): Promise<string | null>;
   /** Load one subject (explain, planning a single person). */
   subjectState(subject: string): Promise<SubjectState>;
   /**

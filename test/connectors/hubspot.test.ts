@@ -60,7 +60,7 @@ describe('hubspot incremental pull past the 10,000-result search cap (sandbox)',
     sb.actions.privacyDeletion('p3@example.com');
     const after = (await c.webhook?.toObservations([ev(id, '2')])) as HubSpotWebhookTranslation;
     expect(after.observations).toEqual([]);
-    expect(after.pendingResolution).toEqual([{ kind: 'erasure', recordId: id, eventId: '2', reference: 'event:2', statedAt: expect.any(String) as unknown }]);
+    expect(after.erasuresByRecord).toEqual([{ recordId: id, reference: 'event:2', statedAt: expect.any(String) as unknown }]);
     await c.close?.();
   });
 });

@@ -119,6 +119,23 @@ describe('daemon with the engine hooks', () => {
     expect(runs.runs.filter((r) => r.kind === 'apply')).toEqual([]);
   });
 
+  it('a privacy deletion that names only a record (the platform already deleted it) erases the person it belonged to', async () => {
+    const { url, h, w } = await start();
+    const send = (events: unknown[]): Promise<Response> => {
+      const body = JSON.stringify(events);
+      return fetch(`${url}/webhooks/hook`, { method: 'POST', headers: { 'content-type': 'application/json', [TEST_SIGNATURE_HEADER]: signTestBody('hook-secret-123', body) }, body });
+    };
+    // The hook system holds known@example.com (its record id is the address).
+    expect((await send([{ id: 'u1', email: 'known@example.com', at: '2025-03-01T00:00:00Z' }])).status).toBe(200);
+    await h.idle();
+    // Later it deletes the person and says so by record id only.
+    expect(await (await send([{ id: 'f1', forgetRecord: 'known@example.com', at: '2025-04-01T00:00:00Z' }])).json()).toEqual({ accepted: 1, duplicates: 0 });
+    await until(() => !readFileSync(w.path('crm.csv'), 'utf8').includes('known@example.com'));
+    await h.idle();
+    // An unknown record is logged and nothing is invented.
+    expect((await send([{ id: 'f2', forgetRecord: 'never-seen', at: '2025-04-01T00:00:00Z' }])).status).toBe(200);
+  });
+
   it('matches observations to their events by reference; unclaimed ones go to every event', () => {
     const o = (reference: string | null) =>
       toObservation(

@@ -34,6 +34,8 @@ export interface TestUnsubscribe {
   id: string;
   email: string;
   at: string;
+  /** A privacy deletion naming only a record id (the platform already deleted the person). */
+  forgetRecord?: string;
 }
 
 export function createTesthookConnector(settings: TesthookSettings, ctx: ConnectorContext): Connector {
@@ -67,15 +69,20 @@ export function createTesthookConnector(settings: TesthookSettings, ctx: Connect
         if (!Array.isArray(body)) throw new WebhookRejection('malformed', 'body is not an array');
         return body.map((e: unknown): WebhookEvent => {
           const ev = e as Partial<TestUnsubscribe>;
-          if (typeof ev.id !== 'string' || typeof ev.email !== 'string') throw new WebhookRejection('malformed', 'event without id or email');
+          if (typeof ev.id !== 'string' || (typeof ev.email !== 'string' && typeof ev.forgetRecord !== 'string')) throw new WebhookRejection('malformed', 'event without id or email');
           return { id: ev.id, type: 'unsubscribe', occurredAt: typeof ev.at === 'string' ? ev.at : null, payload: ev };
         });
       },
       async toObservations(events) {
         const observations: ObservationInput[] = [];
         const records: RecordSnapshot[] = [];
+        const erasuresByRecord: Array<{ recordId: string; reference: string | null; statedAt: string | null }> = [];
         for (const e of events) {
           const p = e.payload as TestUnsubscribe;
+          if (typeof p.forgetRecord === 'string') {
+            erasuresByRecord.push({ recordId: p.forgetRecord, reference: `event:${e.id}`, statedAt: e.occurredAt });
+            continue;
+          }
           const n = normalizeEmail(p.email);
           if (!n.ok) continue;
           observations.push({
@@ -95,7 +102,7 @@ export function createTesthookConnector(settings: TesthookSettings, ctx: Connect
           });
           records.push({ connectorId: ctx.id, recordId: n.email, subject: n.email, consent: { 'email:*': 'denied' }, suppressed: {}, meta: {} });
         }
-        return { observations, records };
+        return { observations, records, erasuresByRecord };
       },
     },
   };

@@ -493,6 +493,12 @@ export class SqliteStore implements Store {
     }
   }
 
+  async subjectOfRecord(connectorId: string, recordId: string): Promise<string | null> {
+    await this.absorb();
+    const subject = this.s.subjectOfRecord.get(connectorId, recordId) as string | undefined;
+    return subject ?? null;
+  }
+
   async subjectState(subject: string): Promise<SubjectState> {
     await this.absorb();
     const st: SubjectState = { subject, observations: [], records: [] };
@@ -813,6 +819,7 @@ function prepareStatements(db: Database.Database) {
 
     allBuckets: pluck('SELECT bucket FROM tombstones'),
     tombstone: pluck('SELECT 1 FROM tombstones WHERE subject_hash = ?'),
+    subjectOfRecord: pluck('SELECT subject FROM records WHERE connector_id = ? AND record_id = ?'),
     bumpTombstonesGen: p(`INSERT INTO meta (key, value) VALUES ('tombstones_gen', '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value + 1 AS TEXT)`),
 
     hasObs: pluck('SELECT 1 FROM observations WHERE subject = ? AND id = ?'),
