@@ -55,6 +55,7 @@ export function createSendGridConnector(settings: SendGridSettings, ctx: Connect
     erase: true,
     acceptsUnknownAddresses: true,
     eraseKeepsSuppression: true,
+    keepsChannelDenial: true,
   };
 
   const connector: Connector = {

@@ -38,6 +38,12 @@ export interface ConnectorCapabilities {
    * expected and is not a re-import to erase again.
    */
   eraseKeepsSuppression?: boolean;
+  /**
+   * A (channel, *) denial the platform holds is never lifted by consentd (SendGrid global
+   * unsubscribes): grants of `*` are not planned there, nor purpose grants while the record's
+   * (channel, *) is denied (they could not take effect).
+   */
+  keepsChannelDenial?: boolean;
 }
 
 /** One page of a pull. The engine stores it and its cursor in one transaction. */

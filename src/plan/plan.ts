@@ -1,5 +1,5 @@
 import type { ConnectorCapabilities } from '../connectors/contract.js';
-import { changeKey, scopeKey, type Change, type Channel, type ChannelSuppression, type Decision, type Permission, type RecordSnapshot } from '../model/index.js';
+import { ALL_PURPOSES, changeKey, scopeKey, type Change, type Channel, type ChannelSuppression, type Decision, type Permission, type RecordSnapshot } from '../model/index.js';
 
 /** A connector the planner may send changes to, with what it can express. */
 export interface PlanTarget {
@@ -85,6 +85,7 @@ function planConsent(ctx: RecordPlanContext): Change[] {
     // A suppressed channel (bounce, complaint) is never re-opened by a grant: a resubscribe
     // there would mail an address that bounced or complained (rule 5 outranks consent).
     if (perm.state === 'granted' && ctx.suppressions.has(scope.channel)) continue;
+    if (perm.state === 'granted' && ctx.caps.keepsChannelDenial === true && (scope.purpose === ALL_PURPOSES || ctx.record.consent[scopeKey(scope.channel, ALL_PURPOSES)] === 'denied')) continue;
     out.push(
       withKey({ ...base(ctx), op: 'set_consent', channel: scope.channel, purpose: scope.purpose, target: perm.state, rule: perm.rule, decidedBy: perm.decidedBy }),
     );

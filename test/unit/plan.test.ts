@@ -156,6 +156,15 @@ describe('planSubject: bare-address platforms', () => {
     expect(changes.map((c) => [c.recordId, c.purpose, c.target])).toEqual([['sg-1', 'newsletter', 'granted']]);
   });
 
+  it('a platform that keeps channel denials (SendGrid global unsubscribes) is never planned a grant it cannot apply', () => {
+    const keeps: PlanTarget = { connectorId: 'sendgrid', capabilities: capabilities({ acceptsUnknownAddresses: true, keepsChannelDenial: true }) };
+    const globallyOff = snapshot({ connectorId: 'sendgrid', recordId: SUBJECT, consent: { 'email:*': 'denied', 'email:newsletter': 'denied' } });
+    expect(planSubject(decision(grantAll), [globallyOff], [keeps])).toEqual([]);
+    // Without the global denial, a group denial is still lifted by a grant.
+    const groupOff = snapshot({ connectorId: 'sendgrid', recordId: SUBJECT, consent: { 'email:newsletter': 'denied' } });
+    expect(planSubject(decision(grantAll), [groupOff], [keeps]).map((c) => `${c.purpose}/${String(c.target)}`)).toEqual(['newsletter/granted']);
+  });
+
   it('once a denial made the platform hold the address, a later plan is empty (converges in one round)', () => {
     const nlGrant = grant(day(2), { source: 'cli', purpose: 'newsletter' });
     const d = decision(denyAll, nlGrant);
