@@ -12,20 +12,4 @@ export interface McContext {
   rootUrl(): string;
 }
 
-/** One API call, independent of HTTP (the batch runner replays operations through it). */
-export interface ApiRequest {
-  method: string;
-  /** Path under /3.0, e.g. "/lists/abc/members". */
-  path: string;
-  query: URLSearchParams;
-  body: unknown;
-}
-
-export interface ApiResponse {
-  status: number;
-  body?: unknown;
-}
-
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+export { isRecord, type ApiRequest, type ApiResponse } from '../../../src/sandbox/api.js';

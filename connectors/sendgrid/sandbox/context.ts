@@ -9,21 +9,6 @@ export interface SgContext {
   now(): number;
 }
 
-export interface ApiRequest {
-  method: string;
-  /** Path under /v3, e.g. "/asm/groups". */
-  path: string;
-  query: URLSearchParams;
-  body: unknown;
-}
-
-export interface ApiResponse {
-  status: number;
-  body?: unknown;
-}
-
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+export { isRecord, type ApiRequest, type ApiResponse } from '../../../src/sandbox/api.js';
 
 export const nowSeconds = (ctx: SgContext): number => Math.floor(ctx.now() / 1000);
