@@ -68,7 +68,7 @@ export function createHubSpotConnector(settings: HubSpotSettings, ctx: Connector
     limits: { batchSize, requestsPerInterval: settings.limits.tenSecondly, intervalMs: 10_000, concurrency: settings.limits.concurrency },
     // A getter: grants can be pushed only once v4 is known to be there (auto probes it on first use).
     get capabilities(): ConnectorCapabilities {
-      return { consent, suppression: [], pushGrants: prefs.known === 'v4', erase: true, acceptsUnknownAddresses: false };
+      return { consent, suppression: [], pushGrants: prefs.known === 'v4', erase: true, acceptsUnknownAddresses: false, channelDenialCoversPurposes: true };
     },
     pull(cursor: string | null): AsyncIterable<PullPage> {
       return cursor === null ? fullPull(deps) : incrementalPull(deps, decodeCursor(cursor));

@@ -56,6 +56,7 @@ export function createSendGridConnector(settings: SendGridSettings, ctx: Connect
     acceptsUnknownAddresses: true,
     eraseKeepsSuppression: true,
     keepsChannelDenial: true,
+    channelDenialCoversPurposes: true,
   };
 
   const connector: Connector = {

@@ -44,6 +44,14 @@ export interface ConnectorCapabilities {
    * (channel, *) is denied (they could not take effect).
    */
   keepsChannelDenial?: boolean;
+  /**
+   * A (channel, *) denial here also switches off every purpose of the channel (HubSpot's
+   * unsubscribe-all unsubscribes every subscription type; a SendGrid global unsubscribe stops
+   * every group). After such a push the record holds every purpose denied, and a purpose grant
+   * is not planned while the record's (channel, *) is denied: the platform cannot hold "all off
+   * but this one on", and pushing it would lift the denial or come back as a fresh denial.
+   */
+  channelDenialCoversPurposes?: boolean;
 }
 
 /** One page of a pull. The engine stores it and its cursor in one transaction. */

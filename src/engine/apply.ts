@@ -187,7 +187,7 @@ async function pushedSnapshots(engine: Engine, pushed: Array<{ change: Change; s
       }
       base = records.find((r) => r.connectorId === change.connectorId && r.recordId === change.recordId) ?? syntheticSnapshot(change.connectorId, change.subject);
     }
-    current.set(k, applyChangeToSnapshot(base, change));
+    current.set(k, applyChangeToSnapshot(base, change, engine.connector(change.connectorId)?.capabilities));
   }
   return [...current.entries()].filter(([k]) => !erased.has(k)).map(([, s]) => s);
 }

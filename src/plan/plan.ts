@@ -85,7 +85,8 @@ function planConsent(ctx: RecordPlanContext): Change[] {
     // A suppressed channel (bounce, complaint) is never re-opened by a grant: a resubscribe
     // there would mail an address that bounced or complained (rule 5 outranks consent).
     if (perm.state === 'granted' && ctx.suppressions.has(scope.channel)) continue;
-    if (perm.state === 'granted' && ctx.caps.keepsChannelDenial === true && (scope.purpose === ALL_PURPOSES || ctx.record.consent[scopeKey(scope.channel, ALL_PURPOSES)] === 'denied')) continue;
+    if (perm.state === 'granted' && ctx.caps.keepsChannelDenial === true && scope.purpose === ALL_PURPOSES) continue;
+    if (perm.state === 'granted' && scope.purpose !== ALL_PURPOSES && coversPurposes(ctx.caps) && ctx.record.consent[scopeKey(scope.channel, ALL_PURPOSES)] === 'denied') continue;
     out.push(
       withKey({ ...base(ctx), op: 'set_consent', channel: scope.channel, purpose: scope.purpose, target: perm.state, rule: perm.rule, decidedBy: perm.decidedBy }),
     );
@@ -147,11 +148,27 @@ export function planSubject(decision: Decision, records: readonly RecordSnapshot
  * What the record looks like after the push succeeded, so the echo of our own push plans
  * nothing (rule 10). Never mutates its input; `erase` returns it unchanged (the engine drops it).
  */
-export function applyChangeToSnapshot(snapshot: RecordSnapshot, change: Change): RecordSnapshot {
+/** A (channel, *) denial on this platform also denies every purpose of the channel there. */
+function coversPurposes(caps: Pick<ConnectorCapabilities, 'keepsChannelDenial' | 'channelDenialCoversPurposes'>): boolean {
+  return caps.keepsChannelDenial === true || caps.channelDenialCoversPurposes === true;
+}
+
+/**
+ * What a record looks like after `change` was pushed. With the platform's capabilities, a
+ * (channel, *) denial on a platform where it covers every purpose denies them all (so what the
+ * next pull reads back is recognised as the echo of this push).
+ */
+export function applyChangeToSnapshot(snapshot: RecordSnapshot, change: Change, caps?: ConnectorCapabilities): RecordSnapshot {
   switch (change.op) {
-    case 'set_consent':
+    case 'set_consent': {
       if (change.target === null) return snapshot;
-      return { ...snapshot, consent: { ...snapshot.consent, [scopeKey(change.channel, change.purpose)]: change.target } };
+      const consent = { ...snapshot.consent, [scopeKey(change.channel, change.purpose)]: change.target };
+      if (caps !== undefined && coversPurposes(caps) && change.purpose === ALL_PURPOSES && change.target === 'denied') {
+        for (const s of caps.consent) if (s.channel === change.channel) consent[scopeKey(s.channel, s.purpose)] = 'denied';
+        for (const k of Object.keys(consent)) if (k.startsWith(`${change.channel}:`)) consent[k] = 'denied';
+      }
+      return { ...snapshot, consent };
+    }
     case 'suppress':
       return { ...snapshot, suppressed: { ...snapshot.suppressed, [change.channel]: true } };
     case 'erase':

@@ -165,12 +165,26 @@ describe('planSubject: bare-address platforms', () => {
     expect(planSubject(decision(grantAll), [groupOff], [keeps]).map((c) => `${c.purpose}/${String(c.target)}`)).toEqual(['newsletter/granted']);
   });
 
+  it('where a * denial covers every purpose (HubSpot unsubscribe-all), the pushed snapshot denies them all and no purpose grant is planned under it', () => {
+    const caps = capabilities({ channelDenialCoversPurposes: true });
+    const covers: PlanTarget = { connectorId: 'hubspot', capabilities: caps };
+    const nlGrant = grant(day(5), { source: 'cli', purpose: 'newsletter' });
+    const d = decision(denyAll, nlGrant); // * denied, newsletter granted later (rule 4)
+    const rec = snapshot({ consent: { 'email:*': 'unknown', 'email:newsletter': 'granted' } });
+    const first = planSubject(d, [rec], [covers]);
+    expect(first.map((c) => `${c.purpose}/${String(c.target)}`)).toEqual(['*/denied']);
+    const after = first.reduce((s, c) => applyChangeToSnapshot(s, c, caps), rec);
+    expect(after.consent).toMatchObject({ 'email:*': 'denied', 'email:newsletter': 'denied' });
+    // The platform cannot hold "all off but newsletter on": nothing more is planned.
+    expect(planSubject(d, [after], [covers])).toEqual([]);
+  });
+
   it('once a denial made the platform hold the address, a later plan is empty (converges in one round)', () => {
     const nlGrant = grant(day(2), { source: 'cli', purpose: 'newsletter' });
     const d = decision(denyAll, nlGrant);
     const first = planSubject(d, [], [sendgrid]);
     expect(first.map((c) => `${c.purpose}/${String(c.target)}`)).toEqual(['*/denied']);
-    const held = first.reduce(applyChangeToSnapshot, snapshot({ connectorId: 'sendgrid', recordId: SUBJECT }));
+    const held = first.reduce((s, c) => applyChangeToSnapshot(s, c), snapshot({ connectorId: 'sendgrid', recordId: SUBJECT }));
     expect(planSubject(d, [held], [sendgrid])).toEqual([]);
   });
 
@@ -242,7 +256,7 @@ describe('applyChangeToSnapshot', () => {
     for (const d of [decision(denyAll, suppression('hard_bounce', day(1))), decision(grantAll), decision(grantAll, erasure(day(2)))]) {
       const changes = planSubject(d, [rec], [hubspot]);
       expect(changes.length).toBeGreaterThan(0);
-      const after = changes.reduce(applyChangeToSnapshot, rec);
+      const after = changes.reduce((s, c) => applyChangeToSnapshot(s, c), rec);
       expect(planSubject(d, [after], [hubspot])).toEqual([]);
     }
   });
