@@ -156,6 +156,7 @@ function isPayload(p: unknown): p is McWebhookPayload {
 async function toObservations(deps: WebhookDeps, events: WebhookEvent[]): Promise<WebhookTranslation> {
   const observations: ObservationInput[] = [];
   const records: RecordSnapshot[] = [];
+  const addressChanges: NonNullable<WebhookTranslation['addressChanges']> = [];
   for (const ev of events) {
     if (!isPayload(ev.payload)) throw new WebhookRejection('malformed', `event ${ev.id} has no Mailchimp payload`);
     const p = ev.payload;
@@ -195,6 +196,8 @@ async function toObservations(deps: WebhookDeps, events: WebhookEvent[]): Promis
         });
         break;
       case 'upemail': {
+        const from = p.oldEmail === null ? null : normalizeEmail(p.oldEmail);
+        if (from?.ok === true && from.email !== p.email) addressChanges.push({ from: from.email, to: p.email, reference: ev.id });
         const m = await getMember(deps.http, p.listId, p.email);
         if (m === null) break;
         const mapped = mapMember(deps.connectorId, list, m);
@@ -209,5 +212,5 @@ async function toObservations(deps: WebhookDeps, events: WebhookEvent[]): Promis
         break;
     }
   }
-  return records.length > 0 ? { observations, records } : { observations };
+  return { observations, ...(records.length > 0 ? { records } : {}), ...(addressChanges.length > 0 ? { addressChanges } : {}) };
 }

@@ -102,6 +102,11 @@ export interface WebhookTranslation {
    * record snapshot it stored, and records the erasure request for them.
    */
   erasuresByRecord?: Array<{ recordId: string; reference: string | null; statedAt: string | null }>;
+  /**
+   * The person moved to a new address (Mailchimp upemail). The engine carries the old address's
+   * denials and suppressions (never its grants) over to the new one, with their own times.
+   */
+  addressChanges?: Array<{ from: string; to: string; reference: string | null }>;
 }
 
 export interface ConnectorWebhook {

@@ -380,11 +380,31 @@ export function createEngineHooks(engine: Engine, controls: DaemonControls, opts
     return out;
   };
 
+  /**
+   * A person moved to a new address: their denials and suppressions follow them (never their
+   * grants: consent is given to an address by its owner), each with its own time and source.
+   */
+  const followAddressChanges = async (connectorId: string, moves: NonNullable<WebhookTranslation['addressChanges']>): Promise<ObservationInput[]> => {
+    const out: ObservationInput[] = [];
+    for (const m of moves) {
+      const old = await engine.store.subjectState(m.from);
+      for (const o of old.observations) {
+        if (o.echo === true || o.kind === 'erasure' || (o.kind === 'consent' && o.state !== 'denied')) continue;
+        out.push({ ...o, subject: m.to, source: connectorId, recordId: null, how: 'webhook', reference: m.reference, evidence: `${o.evidence ?? o.kind} (followed from the previous address on ${connectorId})` });
+      }
+    }
+    return out;
+  };
+
   const intake = async (connectorId: string, events: WebhookEvent[], req: WebhookRequest): Promise<WebhookIntakeResult> => {
     const webhook = connectorOf(connectorId).webhook;
     if (!webhook) throw new Error(`connector "${connectorId}" takes no webhooks`);
     const translation = await webhook.toObservations(events);
-    const inputs = [...translation.observations, ...(await resolveErasures(connectorId, translation.erasuresByRecord ?? []))];
+    const inputs = [
+      ...translation.observations,
+      ...(await resolveErasures(connectorId, translation.erasuresByRecord ?? [])),
+      ...(await followAddressChanges(connectorId, translation.addressChanges ?? [])),
+    ];
     const observations = inputs.map((o) => toObservation(o, engine.now()));
     const byEvent = observationsByEvent(events, observations);
     const receivedAt = req.receivedAt.toISOString();

@@ -150,7 +150,8 @@ describe('mailchimp connector (nock): push answers', () => {
     const body = 'type=upemail&fired_at=2025-06-01+10%3A00%3A00&data[list_id]=l1&data[new_id]=x&data[new_email]=new%40example.com&data[old_email]=old%40example.com';
     const events = (await c.webhook?.verify({ method: 'POST', url: '/webhooks/mc?token=tok-0123456789abcdef', headers: {}, rawBody: Buffer.from(body), receivedAt: new Date() })) ?? [];
     expect(events[0]?.payload).toMatchObject({ type: 'upemail', email: 'new@example.com', oldEmail: 'old@example.com' });
-    expect(await c.webhook?.toObservations(events)).toEqual({ observations: [] });
+    // Nothing is stated at the new address; the old address's denials follow it in the engine.
+    expect(await c.webhook?.toObservations(events)).toEqual({ observations: [], addressChanges: [{ from: 'old@example.com', to: 'new@example.com', reference: events[0]?.id }] });
     expect(scope.isDone()).toBe(true);
   });
 });

@@ -136,6 +136,22 @@ describe('daemon with the engine hooks', () => {
     expect((await send([{ id: 'f2', forgetRecord: 'never-seen', at: '2025-04-01T00:00:00Z' }])).status).toBe(200);
   });
 
+  it('an address change carries the denials over to the new address, never the grants', async () => {
+    const { url, h, w } = await start();
+    const send = (events: unknown[]): Promise<Response> => {
+      const body = JSON.stringify(events);
+      return fetch(`${url}/webhooks/hook`, { method: 'POST', headers: { 'content-type': 'application/json', [TEST_SIGNATURE_HEADER]: signTestBody('hook-secret-123', body) }, body });
+    };
+    expect((await send([{ id: 'u1', email: 'old@example.com', at: '2025-03-01T00:00:00Z' }])).status).toBe(200);
+    await h.idle();
+    expect((await send([{ id: 'm1', email: 'New@Example.com', movedFrom: 'old@example.com', at: '2025-04-01T00:00:00Z' }])).status).toBe(200);
+    // The new address is opted out in the lists too; the statement keeps its own time.
+    await until(() => /new@example\.com,email,\*,unsubscribed/.test(readFileSync(w.path('esp.csv'), 'utf8')));
+    await h.idle();
+    // known@example.com's grant in crm is not carried anywhere (it never moved).
+    expect(readFileSync(w.path('esp.csv'), 'utf8')).not.toContain('new@example.com,email,newsletter,subscribed');
+  });
+
   it('matches observations to their events by reference; unclaimed ones go to every event', () => {
     const o = (reference: string | null) =>
       toObservation(

@@ -36,6 +36,8 @@ export interface TestUnsubscribe {
   at: string;
   /** A privacy deletion naming only a record id (the platform already deleted the person). */
   forgetRecord?: string;
+  /** The person changed address from this one to `email` (no statement of their own). */
+  movedFrom?: string;
 }
 
 export function createTesthookConnector(settings: TesthookSettings, ctx: ConnectorContext): Connector {
@@ -77,8 +79,15 @@ export function createTesthookConnector(settings: TesthookSettings, ctx: Connect
         const observations: ObservationInput[] = [];
         const records: RecordSnapshot[] = [];
         const erasuresByRecord: Array<{ recordId: string; reference: string | null; statedAt: string | null }> = [];
+        const addressChanges: Array<{ from: string; to: string; reference: string | null }> = [];
         for (const e of events) {
           const p = e.payload as TestUnsubscribe;
+          if (typeof p.movedFrom === 'string') {
+            const from = normalizeEmail(p.movedFrom);
+            const to = normalizeEmail(p.email);
+            if (from.ok && to.ok) addressChanges.push({ from: from.email, to: to.email, reference: `event:${e.id}` });
+            continue;
+          }
           if (typeof p.forgetRecord === 'string') {
             erasuresByRecord.push({ recordId: p.forgetRecord, reference: `event:${e.id}`, statedAt: e.occurredAt });
             continue;
@@ -102,7 +111,7 @@ export function createTesthookConnector(settings: TesthookSettings, ctx: Connect
           });
           records.push({ connectorId: ctx.id, recordId: n.email, subject: n.email, consent: { 'email:*': 'denied' }, suppressed: {}, meta: {} });
         }
-        return { observations, records, erasuresByRecord };
+        return { observations, records, erasuresByRecord, addressChanges };
       },
     },
   };
