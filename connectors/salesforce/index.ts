@@ -92,13 +92,16 @@ export function createSalesforceConnector(settings: SalesforceSettings, ctx: Con
   const nrt = settings.nearRealTime;
   const webhook = nrt.mode === 'outbound_messages' ? createOutboundWebhook({ ...(deps as PullDeps), organizationId: nrt.organizationId }) : undefined;
 
+  let pushing: Promise<void> = Promise.resolve();
   const connector: Connector = {
     id: ctx.id,
     kind: 'salesforce',
     // Developer Edition: 15,000 calls a day; concurrency is modest (25 long-running requests per org).
     // A push holds an email opt-out (email:* and every mapped purpose) of MAX_RETRIEVE records:
     // one retrieve per object type, then full 200-record collections calls (push.ts).
-    limits: { batchSize: MAX_RETRIEVE * (1 + purposes.mapped().length), requestsPerInterval: 20, intervalMs: 1_000, concurrency: 2 },
+    // One push at a time: a person's changes split over two concurrent pushes could each find no
+    // Individual, create one apiece, and leave the consents of the unlinked one orphaned.
+    limits: { batchSize: MAX_RETRIEVE * (1 + purposes.mapped().length), requestsPerInterval: 20, intervalMs: 1_000, concurrency: 1 },
     get capabilities() {
       return capabilities();
     },
@@ -106,7 +109,13 @@ export function createSalesforceConnector(settings: SalesforceSettings, ctx: Con
       return pullPages(deps, cursor);
     },
     push(changes: Change[]): Promise<PushResult[]> {
-      return pushChanges(deps, changes);
+      // Pushes run one after another even when called concurrently (see limits.concurrency).
+      const run = pushing.then(() => pushChanges(deps, changes));
+      pushing = run.then(
+        () => undefined,
+        () => undefined,
+      );
+      return run;
     },
     ...(webhook ? { webhook } : {}),
     check: () => checkConnection(deps, privacyAvailable),

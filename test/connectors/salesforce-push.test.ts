@@ -140,6 +140,23 @@ describe('salesforce push', () => {
     expect(connector.capabilities.consent).toContainEqual({ channel: 'email', purpose: 'newsletter' });
   });
 
+  it("one person's changes split over two concurrent pushes land on one Individual (no orphaned consents)", async () => {
+    const [a] = seedContacts(1) as [[string, string]];
+    sb.state.raw.purpose('newsletter');
+    sb.state.raw.purpose('events');
+    const { connector } = makeConnector(sb);
+    const meta = { type: 'Contact', individualId: null };
+    // The outbox may hand one person's changes to two pushes; they must not race to create Individuals.
+    const [r1, r2] = await Promise.all([
+      connector.push([change(a[0], a[1], 'set_consent', 'email', 'newsletter', 'granted', meta)]),
+      connector.push([change(a[0], a[1], 'set_consent', 'email', 'events', 'granted', meta)]),
+    ]);
+    expect([...(r1 ?? []), ...(r2 ?? [])].map((r) => r.status)).toEqual(['ok', 'ok']);
+    expect(sb.state.individuals()).toHaveLength(1);
+    const rec = (await collect(connector.pull(null))).flatMap((p) => p.records).find((r) => r.recordId === a[0]);
+    expect(rec?.consent).toMatchObject({ 'email:newsletter': 'granted', 'email:events': 'granted' });
+  });
+
   it('whole opt-outs of 450 records (1350 changes) take one push: 1 retrieve, then full 200-record calls', async () => {
     const people = seedContacts(450);
     sb.state.raw.purpose('newsletter');
