@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { printDemoUrls, runDemo } from '../demo/run-demo.js';
 import { PartialError, UsageError } from '../errors.js';
 import { intArg } from './args.js';
-import { out, type GlobalOptions } from './runtime.js';
+import { out, untilInterrupted, type GlobalOptions } from './runtime.js';
 
 /*
  * `consentd demo`: the four sandboxes seeded with disagreeing people, the daemon on SQLite under
@@ -49,15 +49,7 @@ export function registerDemo(program: Command): void {
       const failed = Object.values(r.drift).some((d) => d.failed > 0 || d.left > 0) || r.plays.some((p) => Object.values(p.reached).some((ms) => ms === null));
       if (opts.exitAfterDemo !== true) {
         printDemoUrls(demo);
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
+        await untilInterrupted();
       }
       await demo.stop();
       if (failed) throw new PartialError('some corrections failed or an opt-out did not reach every system (see above)');

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { startSandboxes, type SandboxSet } from '../demo/sandboxes.js';
 import { UsageError } from '../errors.js';
 import { intArg } from './args.js';
-import { out } from './runtime.js';
+import { out, untilInterrupted } from './runtime.js';
 
 /*
  * `consentd sandbox`: the four platform sandboxes (Salesforce, HubSpot, Mailchimp, SendGrid) on
@@ -66,15 +66,7 @@ export function registerSandbox(program: Command): void {
       out.line('purposes:\n  - id: newsletter\n  - id: product_updates\n  - id: events');
       out.write(set.connectorsYaml());
       out.line('# ----\nCtrl-C to stop');
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          resolve();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await untilInterrupted();
       await set.stop();
       out.line('sandboxes stopped');
     });
