@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { access, copyFile, mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { defineConnector } from '../../src/connectors/contract.js';
+import { defineConnector, oneAtATime } from '../../src/connectors/contract.js';
 import type { CheckResult, Connector, ConnectorCapabilities, ConnectorContext, PullPage, PushResult } from '../../src/connectors/contract.js';
 import type { Change } from '../../src/model/types.js';
 import { ALL_PURPOSES } from '../../src/model/types.js';
@@ -62,7 +62,6 @@ export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext,
   };
 
   // One rewrite at a time: a second push waits for the first (they would race on the file).
-  let queue: Promise<unknown> = Promise.resolve();
 
   return {
     id: ctx.id,
@@ -75,15 +74,11 @@ export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext,
       yield* pullPages({ path, delimiter: settings.delimiter, connectorId: ctx.id, pageSize: settings.pageSize, ctx: rowCtx });
     },
 
-    push(changes: Change[]): Promise<PushResult[]> {
-      const run = async (): Promise<PushResult[]> => {
-        await ensureFile();
-        return rewriteCsv({ path, delimiter: settings.delimiter, connectorId: ctx.id, ctx: rowCtx, ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.now ? { now: opts.now } : {}) }, changes);
-      };
-      const next = queue.then(run, run);
-      queue = next.catch(() => undefined);
-      return next;
-    },
+    // One rewrite at a time: each reads the file the previous one wrote.
+    push: oneAtATime(async (changes: Change[]): Promise<PushResult[]> => {
+      await ensureFile();
+      return rewriteCsv({ path, delimiter: settings.delimiter, connectorId: ctx.id, ctx: rowCtx, ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.now ? { now: opts.now } : {}) }, changes);
+    }),
 
     async check(): Promise<CheckResult> {
       const details: string[] = [];

@@ -1,4 +1,4 @@
-import { defineConnector } from '../../src/connectors/contract.js';
+import { defineConnector, oneAtATime } from '../../src/connectors/contract.js';
 import type { CheckResult, Connector, ConnectorCapabilities, ConnectorContext, PullPage, PushResult, Scope } from '../../src/connectors/contract.js';
 import { ALL_PURPOSES, type Change } from '../../src/model/types.js';
 import { SalesforceClient, type ClientOptions } from './client.js';
@@ -92,7 +92,6 @@ export function createSalesforceConnector(settings: SalesforceSettings, ctx: Con
   const nrt = settings.nearRealTime;
   const webhook = nrt.mode === 'outbound_messages' ? createOutboundWebhook({ ...(deps as PullDeps), organizationId: nrt.organizationId }) : undefined;
 
-  let pushing: Promise<void> = Promise.resolve();
   const connector: Connector = {
     id: ctx.id,
     kind: 'salesforce',
@@ -108,15 +107,8 @@ export function createSalesforceConnector(settings: SalesforceSettings, ctx: Con
     pull(cursor: string | null): AsyncIterable<PullPage> {
       return pullPages(deps, cursor);
     },
-    push(changes: Change[]): Promise<PushResult[]> {
-      // Pushes run one after another even when called concurrently (see limits.concurrency).
-      const run = pushing.then(() => pushChanges(deps, changes));
-      pushing = run.then(
-        () => undefined,
-        () => undefined,
-      );
-      return run;
-    },
+    // Pushes run one after another even when called concurrently (see limits.concurrency).
+    push: oneAtATime((changes: Change[]): Promise<PushResult[]> => pushChanges(deps, changes)),
     ...(webhook ? { webhook } : {}),
     check: () => checkConnection(deps, privacyAvailable),
     close: () => client.close(),

@@ -186,3 +186,19 @@ export interface ConnectorDefinition<S extends z.ZodType = z.ZodType> {
 export function defineConnector<S extends z.ZodType>(def: ConnectorDefinition<S>): ConnectorDefinition<S> {
   return def;
 }
+
+/**
+ * Wraps a push so that calls made concurrently still run one after another (a file rewrite, or
+ * records that must be created once). A failed push does not stop the ones queued behind it.
+ */
+export function oneAtATime<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  let queue: Promise<unknown> = Promise.resolve();
+  return (...args: A): Promise<R> => {
+    const run = queue.then(
+      () => fn(...args),
+      () => fn(...args),
+    );
+    queue = run.catch(() => undefined);
+    return run;
+  };
+}
