@@ -1,5 +1,5 @@
 /**
- * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--records N] [--platforms a,b]
+ * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--records N] [--platforms a,b] [--echoes filtered|all]
  * Benchmarks live in bench/<name>/; figures are written down in bench/README.md.
  * These machines are small (2 cores) and noisy: every bench reports medians.
  */
@@ -20,6 +20,7 @@ const { values, positionals } = parseArgs({
     duration: { type: 'string', default: '20' },
     records: { type: 'string', default: '200000' },
     platforms: { type: 'string' },
+    echoes: { type: 'string', default: 'filtered' },
   },
 });
 
@@ -35,6 +36,7 @@ const benches: Record<string, () => Promise<void>> = {
       rate: Number(values.rate),
       durationS: Number(values.duration),
       seed: Number(values.seed),
+      echoes: values.echoes === 'all' ? 'all' : 'filtered',
       ...(values.people !== undefined ? { people: Number(values.people) } : {}),
       ...(values.platforms !== undefined ? { platforms: values.platforms.split(',') as Array<'salesforce' | 'hubspot' | 'mailchimp' | 'sendgrid'> } : {}),
     }),

@@ -32,6 +32,8 @@ export interface PropagateOptions {
   logLevel?: string;
   /** Only these platforms (default: every one whose connector is registered). */
   platforms?: readonly SeedPlatform[];
+  /** Own writes coming back as webhooks: 'filtered' (the recommended setup, default) or 'all'. */
+  echoes?: 'filtered' | 'all';
 }
 
 export interface PropagateFigures {
@@ -87,7 +89,7 @@ async function metric(url: string, name: string, match: (labels: string) => bool
 /** Start `consentd run` as a child; resolves with its URL once it listens. */
 export function spawnDaemon(config: string): Promise<{ child: ChildProcess; url: string; stderr: () => string; closed: Promise<number | null> }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), '--config', config, 'run'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...(process.env['PROPAGATE_DAEMON_NODE_ARGS'] ?? '').split(' ').filter(Boolean), '--import', 'tsx', join(ROOT, 'src/cli/main.ts'), '--config', config, 'run'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     const closed = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
@@ -146,6 +148,7 @@ export async function benchPropagate(opts: PropagateOptions): Promise<PropagateF
       // HubSpot: Professional limits (190 / 10 s) and its batched webhook deliveries.
       hubspot: { tenSecondlyLimit: 190, webhookBatchMs: 100 },
       webhookRetryDelaysMs: [200, 1000, 2000, 5000],
+      echoes: opts.echoes ?? 'filtered',
     });
     const config = join(dir, 'consentd.yaml');
     writeFileSync(config, set.configYaml({ storePath: join(dir, 'consentd.db'), port, logLevel: opts.logLevel ?? 'warn', schedule: 'full', platforms }));
@@ -250,7 +253,7 @@ export async function benchPropagate(opts: PropagateOptions): Promise<PropagateF
 
     if (process.env['PROPAGATE_DEBUG']) {
       const text = await (await fetch(`${daemon.url}/metrics`)).text();
-      console.error(text.split('\n').filter((l) => /^consentd_(api_calls|rate_limit|webhook_events|pushes|propagation_seconds_(sum|count)|webhook_rejections)/.test(l)).join('\n'));
+      console.error(text.split('\n').filter((l) => /^consentd_(api_calls|rate_limit|webhook_events|pushes|propagation_seconds_(sum|count)|push_(duration_seconds|batch_changes)_(sum|count)|webhook_rejections|nodejs_eventloop_lag_(p50|p99|max)_seconds)/.test(l)).join('\n'));
     }
     const sorted = [...latencies].sort((a, b) => a - b);
     const lastCompletion = completions.length > 0 ? Math.max(...completions) : playEnd;

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { WebhookRejection } from '../../src/connectors/contract.js';
-import type { ConnectorWebhook, WebhookEvent, WebhookRequest, WebhookTranslation } from '../../src/connectors/contract.js';
+import type { ConnectorWebhook, KnownRecords, WebhookEvent, WebhookRequest, WebhookTranslation } from '../../src/connectors/contract.js';
 import { normalizeEmail } from '../../src/model/email.js';
 import { ALL_PURPOSES, type ObservationInput, type RecordSnapshot } from '../../src/model/types.js';
 import { BATCH_MAX, type HubSpotApi, type SdkContact } from './client.js';
@@ -11,9 +11,10 @@ import { BOUNCE_PROPS, contactProperties, evidenceOf, mapContact, OPTOUT, CONSEN
  * Webhooks v3. verify(): X-HubSpot-Signature-v3 = base64(HMAC-SHA256(appSecret, method + uri +
  * rawBody + timestamp)) over the raw bytes, compared in constant time; the timestamp
  * (X-HubSpot-Request-Timestamp, ms) must be within 5 minutes; the body must be a JSON array of
- * at most 100 events. toObservations(): property changes carry only the contact id, so every
- * contact of a delivery is resolved with one batch read (email + consent properties), plus one
- * v4 status read for the legal basis of resubscriptions.
+ * at most 100 events. toObservations(): property changes carry only the contact id. A contact
+ * consentd has stored is named from its store (`known`); the others are resolved with one batch
+ * read per delivery (email + consent properties), plus one v4 status read for the legal basis of
+ * resubscriptions (which always read the contact).
  *
  * contact.privacyDeletion arrives after HubSpot deleted the contact: its email usually cannot be
  * read any more. Such erasures are returned in `erasuresByRecord` (record id + event): the
@@ -133,24 +134,54 @@ function payloadOf(e: WebhookEvent): HubSpotEventBody {
   return e.payload as HubSpotEventBody;
 }
 
-export async function translate(deps: WebhookDeps, events: WebhookEvent[]): Promise<HubSpotWebhookTranslation> {
+/**
+ * Can this event be turned into an observation without reading the contact, once its person is
+ * known? Everything but a resubscription (whose legal basis only the v4 status read tells).
+ */
+function settledWithoutRead(e: WebhookEvent): boolean {
+  if (e.type !== 'contact.propertyChange') return false;
+  const p = payloadOf(e);
+  return !((p.propertyName ?? '').startsWith(SUB_PREFIX) && p.propertyValue === 'false');
+}
+
+export async function translate(deps: WebhookDeps, events: WebhookEvent[], known?: KnownRecords): Promise<HubSpotWebhookTranslation> {
   const ours = (e: WebhookEvent): boolean => deps.ownAppId !== undefined && String(payloadOf(e).sourceId ?? '') === deps.ownAppId;
   const wanted = events.filter(
     (e) => ((e.type === 'contact.propertyChange' && relevant(deps, payloadOf(e).propertyName)) || e.type === 'contact.privacyDeletion') && !ours(e),
   );
-  const ids = [...new Set(wanted.map((e) => String(payloadOf(e).objectId)))];
+  // Contacts consentd has stored are named from its store: the API budget (shared with pushes)
+  // goes only to contacts it has never seen and to resubscriptions. A stored address may be older
+  // than an email change made since the last pull; the change is then attributed to the address
+  // the record had, which the next pull corrects.
+  const storedSubject = new Map<string, string>();
+  const toRead = new Set<string>();
+  for (const e of wanted) {
+    const id = String(payloadOf(e).objectId);
+    if (known !== undefined && settledWithoutRead(e)) {
+      if (storedSubject.has(id)) continue;
+      const subject = await known.subjectOf(id);
+      if (subject !== null) {
+        storedSubject.set(id, subject);
+        continue;
+      }
+    }
+    toRead.add(id);
+  }
+  const ids = [...toRead];
   const contacts = new Map<string, SdkContact>();
   const properties = contactProperties(deps.subscriptions);
   for (let i = 0; i < ids.length; i += BATCH_MAX) {
     const r = await deps.api.batchRead(ids.slice(i, i + BATCH_MAX), properties);
     for (const c of r.results) contacts.set(String(c.id), c);
   }
-  const emailOf = (objectId: string): string | null => {
+  const readEmailOf = (objectId: string): string | null => {
     const c = contacts.get(objectId);
-    const e = normalizeEmail(c?.properties['email']);
+    if (c === undefined) return null;
+    const e = normalizeEmail(c.properties['email']);
     return e.ok ? e.email : null;
   };
-  const emails = [...new Set([...contacts.keys()].map(emailOf).filter((e): e is string => e !== null))];
+  const emailOf = (objectId: string): string | null => (contacts.has(objectId) ? readEmailOf(objectId) : (storedSubject.get(objectId) ?? null));
+  const emails = [...new Set([...contacts.keys()].map(readEmailOf).filter((e): e is string => e !== null))];
   const statuses = deps.subscriptions.size > 0 && emails.length > 0 ? await deps.prefs.readStatuses(emails) : undefined;
 
   const observations: ObservationInput[] = [];
@@ -194,16 +225,16 @@ export async function translate(deps: WebhookDeps, events: WebhookEvent[]): Prom
 
   const records: RecordSnapshot[] = [];
   for (const c of contacts.values()) {
-    const email = emailOf(String(c.id));
+    const email = readEmailOf(String(c.id));
     const m = mapContact(c, { connectorId: deps.connectorId, subscriptions: deps.subscriptions, statuses: statuses && email ? statuses.get(email) : undefined, how: 'webhook' });
     if (m.ok) records.push(m.record);
   }
   return { observations, records, erasuresByRecord };
 }
 
-export function hubspotWebhook(deps: WebhookDeps): ConnectorWebhook & { toObservations(events: WebhookEvent[]): Promise<HubSpotWebhookTranslation> } {
+export function hubspotWebhook(deps: WebhookDeps): ConnectorWebhook & { toObservations(events: WebhookEvent[], known?: KnownRecords): Promise<HubSpotWebhookTranslation> } {
   return {
     verify: (req) => Promise.resolve().then(() => verifyHubSpotRequest(req, { appSecret: deps.appSecret, webhookUrl: deps.webhookUrl })),
-    toObservations: (events) => translate(deps, events),
+    toObservations: (events, known) => translate(deps, events, known),
   };
 }

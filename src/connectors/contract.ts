@@ -109,6 +109,12 @@ export interface WebhookTranslation {
   addressChanges?: Array<{ from: string; to: string; reference: string | null }>;
 }
 
+/** What consentd already knows about this connector's records (see toObservations). */
+export interface KnownRecords {
+  /** The subject (normalized email) whose record this is, or null if never stored. */
+  subjectOf(recordId: string): Promise<string | null>;
+}
+
 export interface ConnectorWebhook {
   /**
    * Verify signature / token, timestamp window and body shape. Throws WebhookRejection for
@@ -116,8 +122,12 @@ export interface ConnectorWebhook {
    * May return an immediate response for handshake requests (e.g. Mailchimp's GET).
    */
   verify(req: WebhookRequest): Promise<WebhookEvent[]>;
-  /** Turn verified events into observations (may call the platform to resolve ids). */
-  toObservations(events: WebhookEvent[]): Promise<WebhookTranslation>;
+  /**
+   * Turn verified events into observations (may call the platform to resolve ids). `known`
+   * answers from consentd's own store which person a record of this connector belongs to, so a
+   * connector whose events name only a record id need not spend API calls on records it has seen.
+   */
+  toObservations(events: WebhookEvent[], known?: KnownRecords): Promise<WebhookTranslation>;
   /**
    * The answer the platform needs once the events are durable, when a bare 200 is not enough
    * (Salesforce Outbound Messages want a SOAP `<Ack>true</Ack>`, or they are redelivered).

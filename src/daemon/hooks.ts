@@ -219,13 +219,16 @@ export function createEngineHooks(engine: Engine, controls: DaemonControls, opts
       check: () => c.check(),
       push: async (changes: Change[]): Promise<PushResult[]> => {
         let results: PushResult[];
+        const started = Date.now();
         try {
           results = await c.push(changes);
         } catch (err) {
+          metrics.pushBatch(c.id, (Date.now() - started) / 1000, changes.length);
           metrics.pushes(c.id, 'retry', changes.length);
           throw err;
         }
         const at = Date.now();
+        metrics.pushBatch(c.id, (at - started) / 1000, changes.length);
         const byKey = new Map(changes.map((ch) => [ch.key, ch] as const));
         let ok = 0;
         let retry = changes.length - results.length;
@@ -280,9 +283,19 @@ export function createEngineHooks(engine: Engine, controls: DaemonControls, opts
       const batch = [...pending];
       pending.clear();
       try {
-        const stats = await reconcileSubjects(engine, batch, 'high');
+        // The tracker learns each subject's pending change keys from the reconcile itself; a
+        // tracked subject it did not plan (no longer dirty: another run took it) is planned from the store.
+        const planned = new Set<string>();
+        const stats = await reconcileSubjects(engine, batch, 'high', (subject, changes) => {
+          if (!tracker.has(subject)) return;
+          planned.add(subject);
+          tracker.planned(
+            subject,
+            changes.map((c) => c.key),
+          );
+        });
         countDrift(stats);
-        if (tracker.size > 0) await planTracked(batch);
+        if (tracker.size > 0) await planTracked(batch.filter((s) => !planned.has(s)));
         if (stats.changes > 0) log.debug({ subjects: stats.subjects, changes: stats.changes, enqueued: stats.enqueued }, 'instant reconcile');
       } catch (err) {
         // The subjects stay dirty: the next reconcile (scheduled, or recover() at start) takes them.
@@ -399,7 +412,7 @@ export function createEngineHooks(engine: Engine, controls: DaemonControls, opts
   const intake = async (connectorId: string, events: WebhookEvent[], req: WebhookRequest): Promise<WebhookIntakeResult> => {
     const webhook = connectorOf(connectorId).webhook;
     if (!webhook) throw new Error(`connector "${connectorId}" takes no webhooks`);
-    const translation = await webhook.toObservations(events);
+    const translation = await webhook.toObservations(events, { subjectOf: (recordId) => store.subjectOfRecord(connectorId, recordId) });
     const inputs = [
       ...translation.observations,
       ...(await resolveErasures(connectorId, translation.erasuresByRecord ?? [])),

@@ -43,6 +43,8 @@ export interface DaemonMetrics {
   /** Seconds from the person's statedAt (or our receipt) to the last successful push. */
   propagation(from: PropagationFrom, seconds: number): void;
   pushes(connector: string, result: PushMetricResult, n?: number): void;
+  /** One push() call: how long it took and how many changes it carried. */
+  pushBatch(connector: string, seconds: number, changes: number): void;
   driftFound(connector: string, n?: number): void;
   driftFixed(connector: string, n?: number): void;
   apiCall(connector: string, endpoint: string, status: number | 'error'): void;
@@ -94,6 +96,20 @@ export function createMetrics(opts: CreateMetricsOptions = {}): DaemonMetrics {
     name: 'consentd_pushes_total',
     help: 'Changes pushed to connectors, by result',
     labelNames: ['connector', 'result'] as const,
+    registers,
+  });
+  const pushDuration = new Histogram({
+    name: 'consentd_push_duration_seconds',
+    help: 'Duration of one push (a batch of changes to one connector), rate-limit waits included',
+    labelNames: ['connector'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers,
+  });
+  const pushBatchSize = new Histogram({
+    name: 'consentd_push_batch_changes',
+    help: 'Changes carried by one push',
+    labelNames: ['connector'] as const,
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000],
     registers,
   });
   const driftFoundTotal = new Counter({
@@ -224,6 +240,10 @@ export function createMetrics(opts: CreateMetricsOptions = {}): DaemonMetrics {
     propagation: (from, seconds) => propagationSeconds.observe({ from }, nonNegative(seconds)),
     pushes: (connector, result, n = 1) => {
       if (n > 0) pushesTotal.inc({ connector, result }, n);
+    },
+    pushBatch: (connector, seconds, changes) => {
+      pushDuration.observe({ connector }, nonNegative(seconds));
+      pushBatchSize.observe({ connector }, nonNegative(changes));
     },
     driftFound: (connector, n = 1) => {
       if (n > 0) driftFoundTotal.inc({ connector }, n);

@@ -35,6 +35,13 @@ export interface SandboxSetOptions {
   webhookRetryDelaysMs?: number[];
   /** SendGrid event batching window (ms). */
   sendgridBatchMs?: number;
+  /**
+   * Do consentd's own writes come back as webhooks? 'filtered' (default) is the setup the README
+   * recommends: the Salesforce outbound message's rule leaves out the integration user's changes,
+   * the Mailchimp webhook is registered without the `api` source (HubSpot's own-app events and
+   * SendGrid's API writes never count). 'all': every platform sends them (echo handling under load).
+   */
+  echoes?: 'filtered' | 'all';
 }
 
 export interface SandboxSet {
@@ -72,9 +79,15 @@ export async function startSandboxes(opts: SandboxSetOptions): Promise<SandboxSe
   const retry = opts.webhookRetryDelaysMs ? { webhookRetryDelaysMs: opts.webhookRetryDelaysMs } : {};
   const target = opts.webhooks ? opts.webhooks.replace(/\/+$/, '') : null;
   const hook = <K extends string>(key: K, path: string): Partial<Record<K, string>> => (target === null ? {} : ({ [key]: `${target}${path}` } as Partial<Record<K, string>>));
-  const salesforce = createSalesforceSandbox({ ...port(0), ...retry, ...hook('outboundMessageUrl', '/webhooks/salesforce') });
+  const filtered = (opts.echoes ?? 'filtered') === 'filtered';
+  const salesforce = createSalesforceSandbox({ ...port(0), ...retry, ...hook('outboundMessageUrl', '/webhooks/salesforce'), outboundExcludesApiUser: filtered });
   const hubspot = createHubSpotSandbox({ ...port(1), ...retry, ...hook('webhookUrl', '/webhooks/hubspot'), ...(opts.hubspot ?? {}) });
-  const mailchimp = createMailchimpSandbox({ ...port(2), ...retry, ...hook('webhookUrl', `/webhooks/mailchimp?token=${SANDBOX_MAILCHIMP_TOKEN}`) });
+  const mailchimp = createMailchimpSandbox({
+    ...port(2),
+    ...retry,
+    ...hook('webhookUrl', `/webhooks/mailchimp?token=${SANDBOX_MAILCHIMP_TOKEN}`),
+    ...(filtered ? { webhookSources: ['user', 'admin'] as const } : {}),
+  });
   const sendgrid = createSendGridSandbox({
     ...port(3),
     ...retry,

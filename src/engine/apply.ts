@@ -42,14 +42,21 @@ export interface ApplyStats {
 
 const recordKey = (connectorId: string, recordId: string): string => `${connectorId}\u0000${recordId}`;
 
-/** The connector's limits as a p-queue: concurrency and requests per interval. */
+/**
+ * The connector's limits as a p-queue: concurrency, and requestsPerInterval spread evenly over
+ * the interval (one start every intervalMs / requestsPerInterval). Even spacing, not a burst of
+ * requestsPerInterval then a wait for the window to end, keeps instant pushes from waiting up to
+ * a whole interval; with the claim made inside the slot (see applyOutbox) a push that waited
+ * carries everything that became due meanwhile.
+ */
 export function queueFor(connector: Connector): PQueue {
   const l = connector.limits;
-  return new PQueue({
-    concurrency: Math.max(1, l.concurrency),
-    intervalCap: Math.max(1, l.requestsPerInterval),
-    interval: Math.max(0, l.intervalMs),
-  });
+  const perInterval = Math.max(1, l.requestsPerInterval);
+  const spacing = Math.max(0, l.intervalMs) / perInterval;
+  // Below a millisecond apart there is nothing worth pacing (e.g. a CSV file).
+  return spacing >= 1
+    ? new PQueue({ concurrency: Math.max(1, l.concurrency), intervalCap: 1, interval: Math.round(spacing) })
+    : new PQueue({ concurrency: Math.max(1, l.concurrency) });
 }
 
 /**
@@ -68,28 +75,35 @@ export async function applyOutbox(engine: Engine, connector: Connector, opts: Ap
   const runId = recordRun ? await store.startRun('apply', connector.id) : null;
   let waited = 0;
   try {
+    // Each slot of the connector's queue claims its batch only once it may push: a push that
+    // waited for the rate limit carries everything that became due meanwhile (instant opt-outs
+    // arriving one by one go out together rather than one slot each). `concurrency` slots run
+    // side by side; a slot whose claim comes back empty ends.
+    const slot = async (): Promise<boolean> => {
+      if (opts.signal?.aborted === true) return false;
+      const items = await store.claimOutbox(connector.id, Math.max(1, connector.limits.batchSize), engine.now().getTime());
+      if (items.length === 0) return false;
+      await pushBatch(engine, connector, items, stats);
+      engine.progress?.({ phase: 'apply', connectorId: connector.id, counts: { pushed: stats.pushed, ok: stats.ok, retried: stats.retried, dead: stats.dead } });
+      return true;
+    };
+    const lane = async (): Promise<void> => {
+      let more = true;
+      while (more) more = (await queue.add(slot)) === true;
+    };
     for (;;) {
       if (opts.signal?.aborted === true) break;
-      // Claim as many batches as may be in flight at once.
-      const batches: OutboxItem[][] = [];
-      for (let i = 0; i < Math.max(1, connector.limits.concurrency); i++) {
-        const items = await store.claimOutbox(connector.id, Math.max(1, connector.limits.batchSize), engine.now().getTime());
-        if (items.length === 0) break;
-        batches.push(items);
-      }
-      if (batches.length === 0) {
-        if (until === 'due') break;
-        const next = await store.nextDue(connector.id);
-        if (next === null) break;
-        const wait = Math.max(0, next - engine.now().getTime());
-        if (waited + wait > maxWaitMs) break;
-        waited += wait;
-        log.debug({ waitMs: wait }, 'waiting for retries to be due');
-        await engine.sleep(wait);
-        continue;
-      }
-      await Promise.all(batches.map((items) => queue.add(() => pushBatch(engine, connector, items, stats))));
-      engine.progress?.({ phase: 'apply', connectorId: connector.id, counts: { pushed: stats.pushed, ok: stats.ok, retried: stats.retried, dead: stats.dead } });
+      const before = stats.batches;
+      await Promise.all(Array.from({ length: Math.max(1, connector.limits.concurrency) }, lane));
+      if (stats.batches > before) continue;
+      if (until === 'due') break;
+      const next = await store.nextDue(connector.id);
+      if (next === null) break;
+      const wait = Math.max(0, next - engine.now().getTime());
+      if (waited + wait > maxWaitMs) break;
+      waited += wait;
+      log.debug({ waitMs: wait }, 'waiting for retries to be due');
+      await engine.sleep(wait);
     }
     if (runId === null) {
       if (stats.pushed > 0) log.debug({ ...stats }, 'outbox drained');

@@ -1,4 +1,4 @@
-import { subjectHash } from '../model/index.js';
+import { subjectHash, type Change } from '../model/index.js';
 import type { Lane, ReconcileResult } from '../store/store.js';
 import type { Engine } from './context.js';
 import { planSubjectState } from './decide-subject.js';
@@ -24,7 +24,10 @@ function emptyStats(engine: Engine): ReconcileStats {
  * Re-decide dirty subjects page by page, plan their changes and commit them to the outbox
  * (one transaction per page). Erasure requests erase instead (tombstone + erase changes).
  */
-async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string[]): Promise<ReconcileStats> {
+/** Told, once a page is committed, which changes each of its (not erased) subjects needs. */
+export type PlannedListener = (subject: string, changes: readonly Change[]) => void;
+
+async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string[], onPlanned?: PlannedListener): Promise<ReconcileStats> {
   const { store } = engine;
   const stats = emptyStats(engine);
   const runId = only === undefined ? await store.startRun('reconcile', null) : null;
@@ -49,7 +52,10 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
           batch.push({ subject: plan.subject, decision: plan.decision, changes: plan.changes });
         }
       }
-      if (batch.length > 0) stats.enqueued += (await store.commitReconcile(batch, lane)).enqueued;
+      if (batch.length > 0) {
+        stats.enqueued += (await store.commitReconcile(batch, lane)).enqueued;
+        if (onPlanned) for (const r of batch) onPlanned(r.subject, r.changes);
+      }
       after = page[page.length - 1]?.subject ?? after;
       engine.progress?.({ phase: 'reconcile', connectorId: null, counts: { subjects: stats.subjects, changes: stats.changes } });
       if (page.length < RECONCILE_PAGE) break;
@@ -72,7 +78,7 @@ export function reconcile(engine: Engine, lane: Lane = 'normal'): Promise<Reconc
 }
 
 /** The instant path: only these subjects (if dirty), e.g. after a CLI opt-out or a webhook. */
-export function reconcileSubjects(engine: Engine, subjects: readonly string[], lane: Lane = 'high'): Promise<ReconcileStats> {
+export function reconcileSubjects(engine: Engine, subjects: readonly string[], lane: Lane = 'high', onPlanned?: PlannedListener): Promise<ReconcileStats> {
   if (subjects.length === 0) return Promise.resolve(emptyStats(engine));
-  return reconcilePages(engine, lane, [...new Set(subjects)]);
+  return reconcilePages(engine, lane, [...new Set(subjects)], onPlanned);
 }

@@ -38,3 +38,32 @@ describe('hubspot webhook: echoes of our own app', () => {
     expect(t.observations).toHaveLength(1);
   });
 });
+
+describe('hubspot webhook: contacts consentd has stored', () => {
+  const ev = (id: number, objectId: number, propertyName: string, propertyValue: string): WebhookEvent => ({
+    id: String(id),
+    type: 'contact.propertyChange',
+    occurredAt: '2026-11-01T10:00:00.000Z',
+    payload: { eventId: id, objectId, propertyName, propertyValue, changeSource: 'EMAIL', sourceId: 'userId:1', subscriptionType: 'contact.propertyChange' },
+  });
+  const known = (map: Record<string, string>) => ({ subjectOf: (id: string) => Promise.resolve(map[id] ?? null) });
+
+  it('an opt-out or a bounce of a stored contact is named from the store, without an API call', async () => {
+    const calls: string[] = [];
+    const t = await translate(deps(calls), [ev(1, 501, 'hs_email_optout', 'true'), ev(2, 501, 'hs_email_hard_bounce_reason_enum', 'BAD_MAILBOX')], known({ '501': 'stored@example.com' }));
+    expect(calls).toEqual([]);
+    expect(t.observations.map((o) => [o.subject, o.kind, o.state, o.recordId])).toEqual([
+      ['stored@example.com', 'consent', 'denied', '501'],
+      ['stored@example.com', 'suppression', 'unknown', '501'],
+    ]);
+    // Nothing was read, so no snapshot is claimed: the stored one stays until the next pull.
+    expect(t.records).toEqual([]);
+  });
+
+  it('a contact consentd never stored is still read from HubSpot', async () => {
+    const calls: string[] = [];
+    const t = await translate(deps(calls), [ev(3, 501, 'hs_email_optout', 'true')], known({}));
+    expect(calls).toEqual(['batchRead 501']);
+    expect(t.observations).toEqual([expect.objectContaining({ subject: 'ann@example.com', state: 'denied' })]);
+  });
+});

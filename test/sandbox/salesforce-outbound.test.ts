@@ -157,6 +157,37 @@ describe('Salesforce sandbox: Outbound Messages', () => {
   });
 });
 
+describe('Salesforce sandbox: an outbound rule that leaves out the integration user', () => {
+  const listener = new Listener();
+  const sb = createSalesforceSandbox({ webhookRetryDelaysMs: [20], outboundExcludesApiUser: true });
+  beforeAll(async () => {
+    await sb.start();
+    sb.setOutboundMessageUrl(await listener.start());
+    sb.seed([person(1), person(2)]);
+  });
+  afterAll(async () => {
+    await sb.stop();
+    await listener.server.close();
+  });
+
+  it("sends what people do and not what the API user writes (LastModifiedById <> that user)", async () => {
+    const conn = new Connection({ loginUrl: sb.url, version: VERSION });
+    await conn.login(sb.credentials.username, sb.credentials.password);
+    const id = sb.state.contactsByEmail('p1@example.com')[0]?.['Id'] as string;
+    await conn.sobject('Contact').update({ Id: id, HasOptedOutOfEmail: true });
+    await sb.webhooks.idle();
+    expect(listener.received).toHaveLength(0);
+    expect(sb.state.contact(id)?.['LastModifiedById']).toBe(sb.userId);
+
+    await fetch(`${sb.url}/__sandbox/actions/unsubscribe`, { method: 'POST', body: JSON.stringify({ email: 'p2@example.com' }) });
+    await sb.webhooks.idle();
+    const ns = listener.received.flatMap((r) => notifications(r.body));
+    expect(ns.map((n) => n['Email'])).toEqual(['p2@example.com', 'P2@EXAMPLE.COM']);
+    const modifier = sb.state.contactsByEmail('p2@example.com')[0]?.['LastModifiedById'];
+    expect(modifier).not.toBe(sb.userId);
+  });
+});
+
 describe('Salesforce sandbox: control API', () => {
   const sb = createSalesforceSandbox();
   const post = (path: string, body: unknown): Promise<Response> => fetch(`${sb.url}/__sandbox${path}`, { method: 'POST', body: JSON.stringify(body) });

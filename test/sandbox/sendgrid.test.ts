@@ -162,12 +162,16 @@ describe('SendGrid sandbox: rate limits and faults', () => {
 });
 
 describe('SendGrid sandbox: signed Event Webhook', () => {
-  it('signs each POST so @sendgrid/eventwebhook verifies it, and fails on an altered body', async () => {
+  it('signs each POST so @sendgrid/eventwebhook verifies it, and fails on an altered body; API writes are not events', async () => {
     const hook = await listener();
     const { sb, api, control } = await sandbox({ eventWebhookUrl: `${hook.server.url}/events` });
     await control.post('/actions/unsubscribe', { email: 'u@example.com' });
-    await api.post('/asm/groups/101/suppressions', { recipient_emails: ['g@example.com'] });
-    await api.delete('/asm/groups/101/suppressions/g@example.com');
+    await control.post('/actions/group-unsubscribe', { email: 'g@example.com', groupId: 101 });
+    await control.post('/actions/group-resubscribe', { email: 'g@example.com', groupId: 101 });
+    // What API callers write is not something a recipient did: no event (consentd's own pushes do not echo).
+    await api.post('/asm/suppressions/global', { recipient_emails: ['api@example.com'] });
+    await api.post('/asm/groups/101/suppressions', { recipient_emails: ['api@example.com'] });
+    await api.delete('/asm/groups/101/suppressions/api@example.com');
     await control.post('/actions/bounce', { email: 'b@example.com' });
     await control.post('/actions/block', { email: 'bl@example.com' });
     await control.post('/actions/spam-report', { email: 's@example.com' });

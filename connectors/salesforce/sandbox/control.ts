@@ -6,6 +6,8 @@ import { generatePeople } from '../../../src/sandbox/seed.js';
 import type { SeedPerson } from '../../../src/sandbox/seed-types.js';
 import type { WebhookSender } from '../../../src/sandbox/webhooks.js';
 import type { Auth } from './auth.js';
+import { KEY_PREFIX } from './schema.js';
+import { makeId } from './ids.js';
 import type { ApiLimits } from './limits.js';
 import type { SeedCounts } from './seeding.js';
 import type { RecordView, SalesforceState } from './state.js';
@@ -21,6 +23,9 @@ export interface ActionResult {
 
 export class NoSuchPerson extends Error {}
 
+/** The user a person acting on a Salesforce-hosted page (unsubscribe link, web form) counts as. */
+export const SITE_USER_ID = makeId(KEY_PREFIX.User, 1_000_002);
+
 /**
  * What a person or the platform does outside the API (each change bumps SystemModstamp and
  * emits Outbound Messages, as a workflow-triggered outbound message would).
@@ -32,9 +37,13 @@ export class Actions {
     private readonly afterEach: () => void = () => undefined,
   ) {}
 
-  private done<T>(result: T): T {
-    this.afterEach();
-    return result;
+  /** Runs an action as the site user (a person on a Salesforce-hosted page), then afterEach. */
+  private act<T>(fn: () => T): T {
+    try {
+      return this.state.as(SITE_USER_ID, fn);
+    } finally {
+      this.afterEach();
+    }
   }
 
   private people(email: string): ReturnType<SalesforceState['peopleByEmail']> {
@@ -49,9 +58,11 @@ export class Actions {
 
   /** The person clicked unsubscribe: HasOptedOutOfEmail = true on every record with that address. */
   unsubscribe(email: string): ActionResult {
-    const people = this.people(email);
-    for (const p of people) this.state.update(p.table, p.row, { HasOptedOutOfEmail: true });
-    return this.done({ email, records: this.ids(people) });
+    return this.act(() => {
+      const people = this.people(email);
+      for (const p of people) this.state.update(p.table, p.row, { HasOptedOutOfEmail: true });
+      return { email, records: this.ids(people) };
+    });
   }
 
   /**
@@ -59,48 +70,54 @@ export class Actions {
    * on) an OptIn ContactPointTypeConsent on their Individual with CaptureDate / CaptureSource.
    */
   resubscribe(email: string, opts: { purpose?: string; source?: string } = {}): ActionResult {
-    const people = this.people(email);
-    for (const p of people) this.state.update(p.table, p.row, { HasOptedOutOfEmail: false });
-    const out: ActionResult = { email, records: this.ids(people) };
-    const consents = this.state.tables.get('ContactPointTypeConsent');
-    const ind = this.state.ensureIndividual(people);
-    if (ind && consents) {
-      const individuals = this.state.mustTable('Individual');
-      if (ind.row['HasOptedOutSolicit'] === true) this.state.update(individuals, ind.row, { HasOptedOutSolicit: false });
-      const now = this.state.now();
-      const purpose = opts.purpose ? this.state.purpose(opts.purpose) : undefined;
-      const consent = this.state.create(consents, {
-        Name: `${opts.purpose ?? 'Email'} consent`,
-        PartyId: individuals.idOf(ind.row),
-        ContactPointType: 'Email',
-        PrivacyConsentStatus: 'OptIn',
-        DataUsePurposeId: purpose ? this.state.mustTable('DataUsePurpose').idOf(purpose) : null,
-        CaptureDate: now,
-        CaptureSource: opts.source ?? 'Web form',
-        CaptureContactPointType: 'Web',
-        EffectiveFrom: now,
-      });
-      out.individualId = individuals.idOf(ind.row);
-      out.consentId = consents.idOf(consent);
-    }
-    return this.done(out);
+    return this.act(() => {
+      const people = this.people(email);
+      for (const p of people) this.state.update(p.table, p.row, { HasOptedOutOfEmail: false });
+      const out: ActionResult = { email, records: this.ids(people) };
+      const consents = this.state.tables.get('ContactPointTypeConsent');
+      const ind = this.state.ensureIndividual(people);
+      if (ind && consents) {
+        const individuals = this.state.mustTable('Individual');
+        if (ind.row['HasOptedOutSolicit'] === true) this.state.update(individuals, ind.row, { HasOptedOutSolicit: false });
+        const now = this.state.now();
+        const purpose = opts.purpose ? this.state.purpose(opts.purpose) : undefined;
+        const consent = this.state.create(consents, {
+          Name: `${opts.purpose ?? 'Email'} consent`,
+          PartyId: individuals.idOf(ind.row),
+          ContactPointType: 'Email',
+          PrivacyConsentStatus: 'OptIn',
+          DataUsePurposeId: purpose ? this.state.mustTable('DataUsePurpose').idOf(purpose) : null,
+          CaptureDate: now,
+          CaptureSource: opts.source ?? 'Web form',
+          CaptureContactPointType: 'Web',
+          EffectiveFrom: now,
+        });
+        out.individualId = individuals.idOf(ind.row);
+        out.consentId = consents.idOf(consent);
+      }
+      return out;
+    });
   }
 
   /** The address hard-bounced: EmailBouncedReason / EmailBouncedDate (a system change: LastModifiedDate stays). */
   bounce(email: string, reason = '550 5.1.1 The email account that you tried to reach does not exist'): ActionResult {
-    const people = this.people(email);
-    const now = this.state.now();
-    for (const p of people) this.state.update(p.table, p.row, { EmailBouncedReason: reason, EmailBouncedDate: now }, { systemOnly: true });
-    return this.done({ email, records: this.ids(people) });
+    return this.act(() => {
+      const people = this.people(email);
+      const now = this.state.now();
+      for (const p of people) this.state.update(p.table, p.row, { EmailBouncedReason: reason, EmailBouncedDate: now }, { systemOnly: true });
+      return { email, records: this.ids(people) };
+    });
   }
 
   /** The person asked to be forgotten: Individual.ShouldForget = true (the Individual is created and linked if missing). */
   erasureRequest(email: string): ActionResult {
-    const people = this.people(email);
-    const ind = this.state.ensureIndividual(people, { ShouldForget: true });
-    if (!ind) throw new Error('privacy features are off: there is no Individual to mark');
-    if (!ind.created) this.state.update(this.state.mustTable('Individual'), ind.row, { ShouldForget: true });
-    return this.done({ email, records: this.ids(people), individualId: this.state.mustTable('Individual').idOf(ind.row) });
+    return this.act(() => {
+      const people = this.people(email);
+      const ind = this.state.ensureIndividual(people, { ShouldForget: true });
+      if (!ind) throw new Error('privacy features are off: there is no Individual to mark');
+      if (!ind.created) this.state.update(this.state.mustTable('Individual'), ind.row, { ShouldForget: true });
+      return { email, records: this.ids(people), individualId: this.state.mustTable('Individual').idOf(ind.row) };
+    });
   }
 }
 

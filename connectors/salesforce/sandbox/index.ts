@@ -37,6 +37,11 @@ export interface SalesforceSandboxOptions {
   /** Individual, DataUsePurpose, ContactPointTypeConsent and Contact/Lead.IndividualId exist (default true). */
   privacyFeatures?: boolean;
   /** Where Outbound Messages go (none when unset; can be set later). */
+  /**
+   * The outbound message's workflow rule leaves out changes made by the API user (the one
+   * consentd logs in as): `LastModifiedById <> <that user>`. Default false: every change is sent.
+   */
+  outboundExcludesApiUser?: boolean;
   outboundMessageUrl?: string;
   /** Waits before each Outbound Message retry (default: the kit's schedule). */
   webhookRetryDelaysMs?: number[];
@@ -123,7 +128,14 @@ export function createSalesforceSandbox(opts: SalesforceSandboxOptions = {}): Sa
     if (!server) throw new Error('the Salesforce sandbox is not started');
     return server.url;
   };
-  const outbound = new OutboundMessages({ url: opts.outboundMessageUrl ?? null, orgId, baseUrl: () => server?.url ?? null, version: apiVersion, sender: webhooks });
+  const outbound = new OutboundMessages({
+    url: opts.outboundMessageUrl ?? null,
+    orgId,
+    baseUrl: () => server?.url ?? null,
+    version: apiVersion,
+    sender: webhooks,
+    excludeModifiedBy: opts.outboundExcludesApiUser === true ? userId : null,
+  });
   state.onChange((table, row) => outbound.queue(table, row));
   const actions = new Actions(state, () => outbound.flush());
 

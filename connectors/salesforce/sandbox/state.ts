@@ -221,10 +221,24 @@ export class SalesforceState {
   readonly purposeByName = new Map<string, Row>();
   private readonly listeners: ChangeListener[] = [];
   private lastStamp = 0;
+  /** Who makes the changes now (LastModifiedById): the API user, unless inside as(). */
+  private actor: string;
 
   constructor(readonly opts: StateOptions) {
     this.schema = buildSchema(opts.privacyFeatures);
+    this.actor = opts.userId;
     this.reset();
+  }
+
+  /** Runs `fn` (synchronous) as another user: its changes carry that LastModifiedById. */
+  as<T>(userId: string, fn: () => T): T {
+    const previous = this.actor;
+    this.actor = userId;
+    try {
+      return fn();
+    } finally {
+      this.actor = previous;
+    }
   }
 
   reset(): void {
@@ -285,7 +299,10 @@ export class SalesforceState {
       else row[k] = v;
     }
     const stamp = this.now();
-    if (!opts.systemOnly) row['LastModifiedDate'] = stamp;
+    if (!opts.systemOnly) {
+      row['LastModifiedDate'] = stamp;
+      if ('LastModifiedById' in row) row['LastModifiedById'] = this.actor;
+    }
     row['SystemModstamp'] = stamp;
     table.touch(row);
     if (!opts.silent) this.emit(table, row, 'update');
@@ -293,6 +310,10 @@ export class SalesforceState {
 
   create(table: Table, values: Record<string, Value>, opts: { silent?: boolean } = {}): Row {
     const row = table.insert(values, this.now());
+    if (this.actor !== this.opts.userId) {
+      if ('CreatedById' in row) row['CreatedById'] = this.actor;
+      if ('LastModifiedById' in row) row['LastModifiedById'] = this.actor;
+    }
     if (!opts.silent) this.emit(table, row, 'create');
     return row;
   }

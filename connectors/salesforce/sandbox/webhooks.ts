@@ -22,6 +22,11 @@ export interface OutboundOptions {
   baseUrl: () => string | null;
   version: string;
   sender: WebhookSender;
+  /**
+   * The workflow rule's criteria leave out changes last made by this user (as an admin writes
+   * `LastModifiedById <> <integration user>` so that consentd's own writes do not come back).
+   */
+  excludeModifiedBy?: string | null;
 }
 
 /**
@@ -52,6 +57,8 @@ export class OutboundMessages {
     if (this.opts.url === null) return;
     const fields = OUTBOUND_FIELDS[table.name];
     if (!fields) return;
+    const excluded = this.opts.excludeModifiedBy;
+    if (excluded != null && row['LastModifiedById'] === excluded) return;
     const sf: string[] = [];
     for (const name of fields) {
       const fd = table.def.byName.get(name);

@@ -41,15 +41,15 @@ const LIST_ACTIONS: Record<string, ListType> = { bounce: 'bounces', block: 'bloc
 function action(ctx: SgContext, name: string, body: Record<string, unknown>): unknown {
   const e = email(body);
   if (name === 'unsubscribe') {
-    addGlobal(ctx, e);
+    addGlobal(ctx, e, true);
     return ctx.state.describe(e);
   }
   if (name === 'group-unsubscribe' || name === 'group-resubscribe') {
     const id = body['groupId'] ?? body['group_id'];
     if (typeof id !== 'number' && typeof id !== 'string') throw new ControlError(400, '"groupId" is required');
     const g = groupOf(ctx, id);
-    if (name === 'group-unsubscribe') suppressInGroup(ctx, g, e);
-    else unsuppressInGroup(ctx, g, e);
+    if (name === 'group-unsubscribe') suppressInGroup(ctx, g, e, true);
+    else unsuppressInGroup(ctx, g, e, true);
     return ctx.state.describe(e);
   }
   const type = LIST_ACTIONS[name];

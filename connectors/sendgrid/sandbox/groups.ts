@@ -13,18 +13,18 @@ function groupView(g: Group): Record<string, unknown> {
   return { id: g.id, name: g.name, description: g.description, last_email_sent_at: null, is_default: g.is_default, unsubscribes: g.suppressions.size };
 }
 
-/** Adds a group suppression; emits `group_unsubscribe` when it is new. */
-export function suppressInGroup(ctx: SgContext, g: Group, email: string, created = nowSeconds(ctx)): boolean {
+/** Adds a group suppression; a recipient's own unsubscribe (not an API write) emits `group_unsubscribe`. */
+export function suppressInGroup(ctx: SgContext, g: Group, email: string, byRecipient: boolean, created = nowSeconds(ctx)): boolean {
   if (g.suppressions.has(email)) return false;
   g.suppressions.add({ email, created });
-  ctx.events.emit({ email, event: 'group_unsubscribe', asm_group_id: g.id }, ctx.now());
+  if (byRecipient) ctx.events.emit({ email, event: 'group_unsubscribe', asm_group_id: g.id }, ctx.now());
   return true;
 }
 
-/** Removes a group suppression; emits `group_resubscribe` when there was one. */
-export function unsuppressInGroup(ctx: SgContext, g: Group, email: string): boolean {
+/** Removes a group suppression; a recipient's own resubscribe (not an API write) emits `group_resubscribe`. */
+export function unsuppressInGroup(ctx: SgContext, g: Group, email: string, byRecipient: boolean): boolean {
   if (!g.suppressions.delete(email)) return false;
-  ctx.events.emit({ email, event: 'group_resubscribe', asm_group_id: g.id }, ctx.now());
+  if (byRecipient) ctx.events.emit({ email, event: 'group_resubscribe', asm_group_id: g.id }, ctx.now());
   return true;
 }
 
@@ -42,7 +42,7 @@ export function groupSuppressions(ctx: SgContext, id: string, req: ApiRequest): 
   if (req.method === 'GET') return { status: 200, body: [...g.suppressions.all()].map((e) => e.email) };
   if (req.method === 'POST') {
     const emails = recipientEmails(req.body, ctx);
-    for (const e of emails) suppressInGroup(ctx, g, e);
+    for (const e of emails) suppressInGroup(ctx, g, e, false);
     return { status: 201, body: { recipient_emails: emails } };
   }
   throw sgError(405, 'method not allowed');
@@ -56,7 +56,7 @@ export function searchGroup(ctx: SgContext, id: string, req: ApiRequest): ApiRes
 
 export function deleteGroupSuppression(ctx: SgContext, id: string, email: string): ApiResponse {
   const g = groupOf(ctx, id);
-  unsuppressInGroup(ctx, g, email);
+  unsuppressInGroup(ctx, g, email, false);
   return { status: 204 };
 }
 

@@ -15,12 +15,16 @@ export function recipientEmails(body: unknown, ctx?: SgContext): string[] {
   return list as string[];
 }
 
-/** Adds a global unsubscribe; emits `unsubscribe` when it is new. */
-export function addGlobal(ctx: SgContext, email: string, created = nowSeconds(ctx)): boolean {
+/**
+ * Adds a global unsubscribe. `byRecipient`: the person clicked "opt out of all emails", which the
+ * Event Webhook reports as `unsubscribe` (when new); an address added through the API is not an
+ * event: the Event Webhook reports what recipients do, not what API callers write.
+ */
+export function addGlobal(ctx: SgContext, email: string, byRecipient: boolean, created = nowSeconds(ctx)): boolean {
   const isNew = !ctx.state.global.has(email);
   if (isNew) {
     ctx.state.global.add({ email, created });
-    ctx.events.emit({ email, event: 'unsubscribe' }, ctx.now());
+    if (byRecipient) ctx.events.emit({ email, event: 'unsubscribe' }, ctx.now());
   }
   return isNew;
 }
@@ -30,7 +34,7 @@ export function globalRoute(ctx: SgContext, req: ApiRequest, email: string | nul
   if (email === null) {
     if (req.method !== 'POST') throw sgError(405, 'method not allowed');
     const emails = recipientEmails(req.body, ctx);
-    for (const e of emails) addGlobal(ctx, e);
+    for (const e of emails) addGlobal(ctx, e, false);
     return { status: 201, body: { recipient_emails: emails } };
   }
   if (req.method === 'GET') {
