@@ -90,11 +90,9 @@ export function classifyHubSpotError(err: unknown, now: number = Date.now()): Fa
       if (wait === undefined) {
         if (policy === 'DAILY') wait = untilNextUtcMidnight(now);
         else if (policy === 'SECONDLY' || /secondly limit/i.test(message)) wait = 1_000;
-        else {
-          const remaining = Number(headerOf(headers, 'x-hubspot-ratelimit-remaining') ?? '0');
-          const interval = Number(headerOf(headers, 'x-hubspot-ratelimit-interval-milliseconds') ?? TEN_SECONDS);
-          wait = remaining > 0 ? 1_000 : Number.isFinite(interval) && interval > 0 ? interval : TEN_SECONDS;
-        }
+        // The ten-secondly window rolls: a call ages out of it every interval / max on a steady
+        // load, so a second (not the whole interval, which held instant opt-outs back 10 s) will do.
+        else wait = 1_000;
       }
       return withCat({ retry: true, reason: `rate limited (HTTP 429${typeof policy === 'string' ? ` ${policy}` : ''}): ${message}`, retryAfterMs: wait, status });
     }
@@ -175,10 +173,11 @@ export class HubSpotApi {
     // The SDK binds its (process-wide) decorators when an API object is first built: build ours now.
     void this.sdk.crm.contacts.basicApi;
     void this.sdk.communicationPreferences.statusApi;
-    // strict = a rolling window, as HubSpot counts.
-    this.queue = new PQueue({ concurrency: settings.limits.concurrency, intervalCap: settings.limits.tenSecondly, interval: TEN_SECONDS, strict: true });
-    this.searchQueue = new PQueue({ concurrency: 1, intervalCap: settings.limits.searchPerSecond, interval: 1_000, strict: true });
     this.lowWater = Math.max(2, Math.floor(settings.limits.tenSecondly * 0.05));
+    // strict = a rolling window, as HubSpot counts; lowWater calls of headroom, since HubSpot counts
+    // a call when it arrives and we when we send it (and other apps may share the window).
+    this.queue = new PQueue({ concurrency: settings.limits.concurrency, intervalCap: Math.max(1, settings.limits.tenSecondly - this.lowWater), interval: TEN_SECONDS, strict: true });
+    this.searchQueue = new PQueue({ concurrency: 1, intervalCap: settings.limits.searchPerSecond, interval: 1_000, strict: true });
   }
 
   /** Reads X-HubSpot-RateLimit-* after each answer: slow down before the window is spent (other apps share it). */

@@ -81,7 +81,7 @@ describe('hubspot mapping', () => {
   });
 
   it('classifies HubSpot errors', () => {
-    expect(classifyHubSpotError({ code: 429, body: { policyName: 'TEN_SECONDLY_ROLLING', message: 'limit' }, headers: { 'x-hubspot-ratelimit-remaining': '0', 'x-hubspot-ratelimit-interval-milliseconds': '10000' } })).toMatchObject({ retry: true, retryAfterMs: 10_000 });
+    expect(classifyHubSpotError({ code: 429, body: { policyName: 'TEN_SECONDLY_ROLLING', message: 'limit' }, headers: { 'x-hubspot-ratelimit-remaining': '0', 'x-hubspot-ratelimit-interval-milliseconds': '10000' } })).toMatchObject({ retry: true, retryAfterMs: 1_000 });
     expect(classifyHubSpotError({ code: 429, body: { message: 'You have reached your secondly limit.' }, headers: {} })).toMatchObject({ retry: true, retryAfterMs: 1_000 });
     expect(classifyHubSpotError({ code: 429, body: {}, headers: { 'retry-after': '3' } })).toMatchObject({ retry: true, retryAfterMs: 3_000 });
     expect(classifyHubSpotError({ code: 502, body: { message: 'Bad Gateway' }, headers: {} })).toMatchObject({ retry: true });
@@ -220,7 +220,7 @@ describe('hubspot protocol (nock)', () => {
     const c = kitChange({ connectorId: 'hubspot', recordId: '1', subject: 'a@example.com', consent: {}, suppressed: {}, meta: {} }, { op: 'set_consent', channel: 'email', purpose: '*', target: 'denied' });
     const [r] = await nockConnector().push([c]);
     expect(scope.isDone()).toBe(true);
-    expect(r).toMatchObject({ key: c.key, status: 'retry', retryAfterMs: 10_000 });
+    expect(r).toMatchObject({ key: c.key, status: 'retry', retryAfterMs: 1_000 });
   });
 
   it('auto falls back to v3 on a v4 404: "already unsubscribed" is ok, grants are not pushable', async () => {

@@ -24,6 +24,8 @@ class FakeConnector implements Connector {
   readonly capabilities: ConnectorCapabilities;
   readonly pushed: Change[][] = [];
   behaviour: Behaviour = () => 'ok';
+  /** How long each push takes (real time), for tests of the apply loop's timing. */
+  pushDelayMs = 0;
   calls = 0;
   constructor(
     readonly id: string,
@@ -97,6 +99,7 @@ class FakeConnector implements Connector {
   async push(changes: Change[]): Promise<PushResult[]> {
     const call = ++this.calls;
     this.pushed.push(changes);
+    if (this.pushDelayMs > 0) await new Promise((r) => setTimeout(r, this.pushDelayMs));
     const results: PushResult[] = [];
     for (const c of changes) {
       const b = this.behaviour(c, call);
@@ -402,6 +405,30 @@ describe('engine: pull -> reconcile -> apply', () => {
     const ledger: string[] = [];
     for await (const o of store.iterateObservations()) ledger.push(o.subject);
     expect(ledger).toEqual([]);
+  });
+
+  it('a push that waited for its rate-limit slot carries every change that became due meanwhile', async () => {
+    // One push per 600 ms. ann goes out at once; bob opts out during that push, cy after it:
+    // claimed when the next slot opens, both go in one push (claimed before waiting, bob would go
+    // alone and cy would wait for a third slot).
+    const { engine, cs } = setup((clock) => [new FakeConnector('crm', clock), new FakeConnector('esp', clock, { batchSize: 10, requestsPerInterval: 1, intervalMs: 600, concurrency: 1 })]);
+    const [crm, esp] = cs as [FakeConnector, FakeConnector];
+    for (const who of ['ann', 'bob', 'cy']) {
+      crm.set(`${who}@example.com`, 'email:newsletter', 'granted', '2024-01-01T00:00:00.000Z');
+      esp.set(`${who}@example.com`, 'email:newsletter', 'granted', '2024-01-01T00:00:00.000Z');
+    }
+    await pullAllFakes(engine);
+    await applyOutbox(engine, esp);
+    esp.pushed.length = 0;
+    esp.pushDelayMs = 150;
+    const later = (ms: number, email: string): Promise<unknown> => new Promise((r) => setTimeout(r, ms)).then(() => optOut(engine, email, { channel: 'email', purpose: 'newsletter' }, { source: 'cli' }));
+
+    await optOut(engine, 'ann@example.com', { channel: 'email', purpose: 'newsletter' }, { source: 'cli' });
+    const applying = applyOutbox(engine, esp, { maxWaitMs: 0 });
+    const statements = Promise.all([later(50, 'bob@example.com'), later(250, 'cy@example.com')]);
+    const [stats] = await Promise.all([applying, statements]);
+    expect(stats.ok).toBe(3);
+    expect(esp.pushed.map((b) => b.map((c) => c.subject))).toEqual([['ann@example.com'], ['bob@example.com', 'cy@example.com']]);
   });
 
   it('batches respect batchSize', async () => {

@@ -180,15 +180,19 @@ export class SqliteStore implements Store {
 
   /**
    * Write transaction whose commit is not fsynced (synchronous = NORMAL for this one commit), for
-   * writes that can always be redone: pull pages (a pull can always be re-run) and absorb (moves
-   * rows between the store's own tables). In WAL mode such a commit is still atomic and a process
-   * crash (kill -9) loses nothing: the frames are in the WAL file, in the OS page cache. Only a
-   * power loss or an OS crash can lose the last of them, and then they are lost as a whole and in
-   * order: the WAL is replayed up to the last intact commit, so a page and its cursor vanish
-   * together (the cursor saved with a page never runs ahead of the rows), and the next pull re-reads
-   * from the previous cursor. Every other write keeps synchronous = FULL, and its fsync of the WAL
-   * makes every earlier frame durable too: an acknowledged write (webhook intake, statement,
-   * outbox) never depends on a lost one. Nothing acknowledges a pull page to its source.
+   * writes that can always be redone: pull pages (a pull can always be re-run), absorb (moves
+   * rows between the store's own tables), reconcile results (derived from durable observations;
+   * the subjects stay dirty until the clear lands) and the outbox's claim / complete / retry
+   * (a lost claim leaves items pending, a lost completion pushes again: pushes are idempotent).
+   * In WAL mode such a commit is still atomic and a process crash (kill -9) loses nothing: the
+   * frames are in the WAL file, in the OS page cache. Only a power loss or an OS crash can lose
+   * the last of them, and then they are lost as a whole and in order: the WAL is replayed up to
+   * the last intact commit, so a page and its cursor vanish together (the cursor saved with a page
+   * never runs ahead of the rows), and the next pull re-reads from the previous cursor. Every
+   * acknowledged write (webhook intake, statements, erasures, dead letters) keeps synchronous =
+   * FULL, and its fsync of the WAL makes every earlier frame durable too: an acknowledged write
+   * never depends on a lost one. On the instant path this leaves one fsync per intake batch
+   * instead of one per store write, which matters most when the disk is busy.
    */
   private bulkTx<T>(fn: () => T): T {
     this.live();
@@ -523,7 +527,8 @@ export class SqliteStore implements Store {
 
   async commitReconcile(results: ReconcileResult[], lane: Lane): Promise<{ enqueued: number }> {
     await this.absorb();
-    return this.tx(() => {
+    // Derived from durable observations: lost with the last commits of a power loss, the subjects are still dirty and decided again.
+    return this.bulkTx(() => {
       const now = new Date().toISOString();
       let isTombstoned: ((subject: string) => boolean) | null = null;
       let enqueued = 0;
@@ -565,7 +570,8 @@ export class SqliteStore implements Store {
 
   async claimOutbox(connectorId: string, limit: number, now: number): Promise<OutboxItem[]> {
     if (limit <= 0) return [];
-    return this.tx(() => {
+    // A claim lost to a power loss leaves the items pending, where requeueInFlight would put them anyway.
+    return this.bulkTx(() => {
       const picked: OutboxRow[] = [];
       for (const lane of LANES) {
         const need = limit - picked.length;
@@ -592,7 +598,8 @@ export class SqliteStore implements Store {
   }
 
   async completeOutbox(keys: string[], snapshots: RecordSnapshot[]): Promise<void> {
-    this.tx(() => {
+    // Lost to a power loss, the items are pushed again (pushes are idempotent) and the next pull reads the snapshots.
+    this.bulkTx(() => {
       const now = new Date().toISOString();
       for (const key of keys) {
         const done = this.s.markDone.get(now, key) as { op: string; subject: string; change: string } | undefined;
@@ -612,7 +619,8 @@ export class SqliteStore implements Store {
   }
 
   async retryOutbox(key: string, notBefore: number, error: string): Promise<void> {
-    this.tx(() => this.s.markRetry.run(notBefore, error, new Date().toISOString(), key));
+    // Lost to a power loss, the item is in flight again and retried at the next start.
+    this.bulkTx(() => this.s.markRetry.run(notBefore, error, new Date().toISOString(), key));
   }
 
   async killOutbox(key: string, reason: string): Promise<void> {
