@@ -287,7 +287,8 @@ export async function benchPropagate(opts: PropagateOptions): Promise<PropagateF
       daemon.child.kill('SIGKILL');
     }
     await set?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env['PROPAGATE_KEEP']) console.error(`propagate: kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

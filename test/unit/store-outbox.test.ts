@@ -46,6 +46,22 @@ describe('sqlite store: outbox', () => {
     expect(st.oldestPendingAt).toEqual(expect.any(String));
   });
 
+  it('a target being pushed is not queued again under another key (a webhook for that very push decided it anew)', async () => {
+    const first = change('a@x.io');
+    const store = await storeWith([{ c: first, lane: 'high' }]);
+    const [item] = await store.claimOutbox('crm', 10, Date.now());
+    expect(item?.change.key).toBe(first.key);
+    // Same record, scope and target, decided by a newer observation: the push in flight lands it.
+    const again = change('a@x.io', { decidedBy: 'obs-2' });
+    const enqueue = (c: Change) => store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [c] }], 'high');
+    expect(await enqueue(again)).toEqual({ enqueued: 0 });
+    // Another target for the same scope is news and is queued.
+    expect(await enqueue(change('a@x.io', { decidedBy: 'obs-3', target: 'granted', rule: 'R1-later-explicit-grant' }))).toEqual({ enqueued: 1 });
+    await store.completeOutbox([first.key], []);
+    // Nothing in flight any more: a plan that still disagrees with the record is queued.
+    expect(await enqueue(again)).toEqual({ enqueued: 1 });
+  });
+
   it('claim then complete: done, and the record snapshot becomes what was pushed', async () => {
     const t = tempStore();
     cleanups.push(t.cleanup);

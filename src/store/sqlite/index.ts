@@ -335,6 +335,10 @@ export class SqliteStore implements Store {
    * supersedes the pending/retry rows of the same target with another key.
    */
   private enqueue(c: Change, lane: Lane, now: string, reviveDead: boolean): boolean {
+    // The same target is being pushed right now under another key (a statement that arrived while
+    // it was in flight, e.g. a platform's webhook for that very push, decided the scope anew): the
+    // push in flight will land it, and retries if it fails. Queueing it again would push it twice.
+    if (this.s.inFlightSameTarget.get(c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.target, c.key) !== undefined) return false;
     const json = JSON.stringify(c);
     let fresh = this.s.insertOutbox.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, lane, json, now, now).changes > 0;
     if (!fresh) {
@@ -906,6 +910,10 @@ function prepareStatements(db: Database.Database) {
     supersede: p(
       `UPDATE outbox SET state = 'superseded', updated_at = ?
        WHERE connector_id = ? AND record_id = ? AND op = ? AND channel = ? AND purpose = ? AND state IN (${toSuperseded}) AND key <> ?`,
+    ),
+    inFlightSameTarget: pluck(
+      `SELECT 1 FROM outbox WHERE connector_id = ? AND state = 'in_flight' AND record_id = ? AND op = ? AND channel = ? AND purpose = ?
+         AND json_extract(change, '$.target') IS ? AND key <> ? LIMIT 1`,
     ),
     duePending: p(
       `SELECT seq, change, lane, attempts, not_before, last_error, enqueued_at FROM outbox
