@@ -1,4 +1,4 @@
-import { defineConnector, oneAtATime } from '../../src/connectors/contract.js';
+import { defineConnector, oneAtATimePerRecord } from '../../src/connectors/contract.js';
 import type { CheckResult, Connector, ConnectorCapabilities, ConnectorContext, PullPage, PushResult, Scope } from '../../src/connectors/contract.js';
 import { ALL_PURPOSES, type Change } from '../../src/model/types.js';
 import { SalesforceClient, type ClientOptions } from './client.js';
@@ -98,17 +98,18 @@ export function createSalesforceConnector(settings: SalesforceSettings, ctx: Con
     // Developer Edition: 15,000 calls a day; concurrency is modest (25 long-running requests per org).
     // A push holds an email opt-out (email:* and every mapped purpose) of MAX_RETRIEVE records:
     // one retrieve per object type, then full 200-record collections calls (push.ts).
-    // One push at a time: a person's changes split over two concurrent pushes could each find no
-    // Individual, create one apiece, and leave the consents of the unlinked one orphaned.
-    limits: { batchSize: MAX_RETRIEVE * (1 + purposes.mapped().length), requestsPerInterval: 20, intervalMs: 1_000, concurrency: 1 },
+    // Two pushes at a time, never two holding the same record: a record's changes split over two
+    // concurrent pushes could each find no Individual, create one apiece, and leave the consents
+    // of the unlinked one orphaned. Two slots keep a big push from holding back instant ones.
+    limits: { batchSize: MAX_RETRIEVE * (1 + purposes.mapped().length), requestsPerInterval: 20, intervalMs: 1_000, concurrency: 2 },
     get capabilities() {
       return capabilities();
     },
     pull(cursor: string | null): AsyncIterable<PullPage> {
       return pullPages(deps, cursor);
     },
-    // Pushes run one after another even when called concurrently (see limits.concurrency).
-    push: oneAtATime((changes: Change[]): Promise<PushResult[]> => pushChanges(deps, changes)),
+    // Pushes sharing a record run one after another (see limits.concurrency).
+    push: oneAtATimePerRecord((changes: Change[]): Promise<PushResult[]> => pushChanges(deps, changes)),
     ...(webhook ? { webhook } : {}),
     check: () => checkConnection(deps, privacyAvailable),
     close: () => client.close(),

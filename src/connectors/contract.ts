@@ -212,3 +212,30 @@ export function oneAtATime<A extends unknown[], R>(fn: (...args: A) => Promise<R
     return run;
   };
 }
+
+/**
+ * Wraps a push so that concurrent calls sharing a record run one after another, while calls on
+ * disjoint records run side by side (Salesforce: a record's Individual must be created once, but
+ * a big push must not hold back an instant one for other people). A push waits for every push
+ * in flight that holds one of its records; a failed push releases its records like a finished one.
+ */
+export function oneAtATimePerRecord(fn: (changes: Change[]) => Promise<PushResult[]>): (changes: Change[]) => Promise<PushResult[]> {
+  const holders = new Map<string, Promise<unknown>>();
+  return async (changes) => {
+    const records = [...new Set(changes.map((c) => c.recordId))];
+    for (;;) {
+      const blocking = new Set(records.map((r) => holders.get(r)).filter((p): p is Promise<unknown> => p !== undefined));
+      if (blocking.size === 0) break;
+      await Promise.allSettled(blocking);
+    }
+    // No await between the check above and taking the records: no other push can slip in.
+    const run = fn(changes);
+    const held = run.catch(() => undefined);
+    for (const r of records) holders.set(r, held);
+    try {
+      return await run;
+    } finally {
+      for (const r of records) if (holders.get(r) === held) holders.delete(r);
+    }
+  };
+}
