@@ -8,7 +8,7 @@ import { ALL_PURPOSES } from '../../src/model/types.js';
 import type { PushResult } from '../../src/connectors/contract.js';
 import { SnapshotBuilder, SUPPRESSION_MARKER, WRITE_WORDS, interpretRow, parseHeader } from './mapping.js';
 import type { HeaderMap, RowContext, RowFact } from './mapping.js';
-import { CsvError, scanCsv } from './parse.js';
+import { CsvError, scanBatches } from './parse.js';
 
 /*
  * push(): make the file agree with a batch of changes by rewriting it atomically.
@@ -204,7 +204,7 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       runSubject = email !== null && changeIndexes.has(email) ? email : null;
     };
 
-    for await (const rec of scanCsv(opts.path, opts.delimiter)) {
+    for await (const batch of scanBatches(opts.path, opts.delimiter, true)) for (const rec of batch) {
       if (rec.type === 'tail') {
         await out.write(rec.raw);
         break;
