@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 
 /** Result of normalizing an email: the canonical subject key, or why it was refused. */
 export type EmailResult = { ok: true; email: string } | { ok: false; reason: string };
@@ -109,5 +109,6 @@ export function stableHash(...parts: ReadonlyArray<string | number | boolean | n
   // of a concatenation is the concatenation of the UTF-8), without a native call per part.
   let text = '';
   for (const p of parts) text += `${p === null || p === undefined ? '\u0000' : String(p)}\u001f`;
-  return createHash('sha256').update(text).digest('base64url').slice(0, 32);
+  // crypto.hash: the one-shot digest, same bytes as createHash().update().digest() without the object.
+  return hash('sha256', text, 'base64url').slice(0, 32);
 }
