@@ -9,6 +9,7 @@ import type { PullPage, PullReject } from '../../src/connectors/contract.js';
 import { SnapshotBuilder, interpretRow, parseHeader, toObservationInput } from './mapping.js';
 import type { HeaderMap, RowContext } from './mapping.js';
 import { Unsupported, fastRecords } from './scan.js';
+import type { FastCopy, FastRecord, FastSelect } from './scan.js';
 
 export class CsvError extends Error {
   constructor(
@@ -40,6 +41,11 @@ export interface CsvTail {
   type: 'tail';
   raw: Buffer;
 }
+/** Consecutive records a `select` did not want, as their bytes (see scanBatches). */
+export interface CsvCopy {
+  type: 'copy';
+  raw: Buffer;
+}
 
 const NL = 0x0a;
 const CR = 0x0d;
@@ -56,7 +62,7 @@ function countNewlines(b: Buffer, end = b.length): number {
  * (scanCsvWithParser), which is what defines the format: the fast reader is exact where it runs.
  */
 export async function* scanCsv(path: string, delimiter: string): AsyncGenerator<CsvRecord | CsvTail> {
-  for await (const batch of scanBatches(path, delimiter, true)) yield* batch;
+  for await (const batch of scanBatches(path, delimiter, true)) for (const r of batch) if (r.type !== 'copy') yield r;
 }
 
 /** A record without its bytes (the pull needs only the fields). */
@@ -73,9 +79,11 @@ export async function* scanRows(path: string, delimiter: string): AsyncGenerator
 
 /**
  * scanCsv in batches (a chunk of the file at a time): one await per batch rather than per record.
- * `withRaw` false leaves `raw` empty.
+ * `withRaw` false leaves `raw` empty. With `select` (see FastSelect), runs of records it does not
+ * want may come as CsvCopy byte ranges instead (only from the fast reader: a caller must still
+ * test the records it gets).
  */
-export async function* scanBatches(path: string, delimiter: string, withRaw: boolean): AsyncGenerator<Array<CsvRecord | CsvTail>> {
+export async function* scanBatches(path: string, delimiter: string, withRaw: boolean, select?: FastSelect): AsyncGenerator<Array<CsvRecord | CsvTail | CsvCopy>> {
   let fh: FileHandle;
   try {
     fh = await open(path, 'r');
@@ -86,17 +94,20 @@ export async function* scanBatches(path: string, delimiter: string, withRaw: boo
   let delivered = 0;
   try {
     try {
-      const it = fastRecords(fh, delimiter, withRaw);
+      const it = fastRecords(fh, delimiter, withRaw, undefined, select);
       for (;;) {
         const next = await it.next();
         if (next.done === true) {
           yield [{ type: 'tail', raw: next.value }];
           return;
         }
-        const out: CsvRecord[] = [];
-        for (const r of next.value) out.push({ type: 'record', index: r.index, line: r.line, fields: r.fields, raw: r.raw ?? empty, leading: r.leading, terminated: r.terminated });
-        delivered += out.length;
+        const out: Array<CsvRecord | CsvCopy> = [];
+        for (const r of next.value) {
+          if ('copy' in r) out.push({ type: 'copy', raw: r.raw });
+          else out.push({ type: 'record', index: r.index, line: r.line, fields: r.fields, raw: r.raw ?? empty, leading: r.leading, terminated: r.terminated });
+        }
         yield out;
+        delivered = lastIndex(next.value, delivered);
       }
     } catch (e) {
       if (!(e instanceof Unsupported)) throw ioError(path, e);
@@ -115,6 +126,13 @@ export async function* scanBatches(path: string, delimiter: string, withRaw: boo
   } finally {
     await fh.close().catch(() => undefined);
   }
+}
+
+/** Records delivered so far: one past the last record index of a batch (copied ones count too). */
+function lastIndex(batch: ReadonlyArray<FastRecord | FastCopy>, before: number): number {
+  const r = batch[batch.length - 1];
+  if (r === undefined) return before;
+  return 'copy' in r ? r.endIndex : r.index + 1;
 }
 
 function ioError(path: string, e: unknown): CsvError {
@@ -234,7 +252,7 @@ export async function* pullPages(opts: PullOptions): AsyncGenerator<PullPage> {
   };
 
   for await (const batch of scanBatches(opts.path, opts.delimiter, false)) for (const rec of batch) {
-    if (rec.type === 'tail') break;
+    if (rec.type !== 'record') break; // the tail (no copies without a select)
     if (rec.index === 0) {
       const h = parseHeader(rec.fields);
       if (!h.ok) throw new CsvError('CSV_BAD_HEADER', `${opts.path}:${rec.line}: ${h.reason}`, rec.line);

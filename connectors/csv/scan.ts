@@ -17,7 +17,8 @@ import type { FileHandle } from 'node:fs/promises';
 const NL = 0x0a;
 const CR = 0x0d;
 const QUOTE = 0x22;
-const CHUNK = 1 << 20;
+/** Bytes read at a time: one batch of records (~5k rows of a typical list). */
+const CHUNK = 1 << 18;
 const UTF8_BOM = [0xef, 0xbb, 0xbf] as const;
 
 /** The file is not one the fast reader handles (see above); nothing wrong with it. */
@@ -40,6 +41,21 @@ export interface FastRecord {
   terminated: boolean;
 }
 
+/** Bytes of consecutive records the reader's `select` did not want, in one piece (raw bytes). */
+export interface FastCopy {
+  copy: true;
+  raw: Buffer;
+  /** One past the index of the last record in the range. */
+  endIndex: number;
+}
+
+/**
+ * Lets a caller skip the records it only copies (a rewrite): given the header's fields, the column
+ * of the address and a test of its "quick" form (trimmed, lower-cased cell text); records whose
+ * test is false come back as FastCopy byte ranges instead of records. null: every record.
+ */
+export type FastSelect = (header: readonly string[]) => { column: number; wants: (quick: string) => boolean } | null;
+
 /** Can the fast reader take this delimiter at all? (ASCII, never a quote, CR or LF.) */
 export function fastDelimiter(delimiter: string): boolean {
   if (delimiter.length === 0) return false;
@@ -61,8 +77,17 @@ function countNl(b: Buffer, from: number, to: number): number {
  * the tail (bytes after the last record). Throws Unsupported (after yielding only records
  * csv-parse reads the same way) when the file needs the full parser.
  */
-export async function* fastRecords(fh: FileHandle, delimiter: string, withRaw: boolean, chunkSize = CHUNK): AsyncGenerator<FastRecord[], Buffer> {
+export async function* fastRecords(
+  fh: FileHandle,
+  delimiter: string,
+  withRaw: boolean,
+  chunkSize = CHUNK,
+  select?: FastSelect,
+): AsyncGenerator<Array<FastRecord | FastCopy>, Buffer> {
   if (!fastDelimiter(delimiter)) throw new Unsupported('delimiter');
+  const delim = Buffer.from(delimiter, 'latin1');
+  let picked: { column: number; wants: (quick: string) => boolean } | null = null;
+  let copyStart = -1; // absolute start of the pending FastCopy, -1 if none
   let buf: Buffer = Buffer.alloc(0);
   let bufStart = 0; // absolute offset of buf[0]
   let fileOffset = 0; // next byte to read
@@ -74,7 +99,7 @@ export async function* fastRecords(fh: FileHandle, delimiter: string, withRaw: b
   let line = 1;
   let index = 0;
   let checkedQuotes = 0; // buf offset up to which quotes were ruled out
-  let batch: FastRecord[] = [];
+  let batch: Array<FastRecord | FastCopy> = [];
   const readBuf = Buffer.allocUnsafe(chunkSize);
 
   const more = async (): Promise<void> => {
@@ -135,10 +160,19 @@ export async function* fastRecords(fh: FileHandle, delimiter: string, withRaw: b
         continue;
       }
       const end = at + rdLen;
-      batch.push(makeRecord(at, end));
+      if (picked !== null && !picked.wants(quickField(pos, at, picked.column))) {
+        // Only copied: no record built, the bytes join the pending range.
+        if (copyStart === -1) copyStart = prevEnd;
+        prevEnd = bufStart + end;
+        index++;
+      } else {
+        flushCopy();
+        batch.push(makeRecord(at, end));
+      }
       pos = end;
     }
     if (eof) break;
+    flushCopy();
     if (batch.length > 0) {
       yield batch;
       batch = [];
@@ -146,6 +180,7 @@ export async function* fastRecords(fh: FileHandle, delimiter: string, withRaw: b
     await more();
   }
   // End of file: a last line without a line ending is a record.
+  flushCopy();
   if (pos < buf.length) {
     const end = buf.length;
     batch.push(makeRecord(end, end));
@@ -176,6 +211,28 @@ export async function* fastRecords(fh: FileHandle, delimiter: string, withRaw: b
       terminated: buf[end - 1] === NL || buf[end - 1] === CR,
     };
     prevEnd = bufStart + end;
+    if (rec.index === 0 && select !== undefined) picked = select(fields);
     return rec;
+  }
+
+  function flushCopy(): void {
+    if (copyStart === -1) return;
+    const from = copyStart - bufStart;
+    const to = prevEnd - bufStart;
+    batch.push({ copy: true, raw: buf.subarray(from, to), endIndex: index });
+    line += countNl(buf, from, to);
+    copyStart = -1;
+  }
+
+  /** The trimmed, lower-cased text of field `column` of the record [from, to) ('' if absent). */
+  function quickField(from: number, to: number, column: number): string {
+    let start = from;
+    for (let k = 0; k < column; k++) {
+      const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
+      if (d === -1 || d >= to) return '';
+      start = d + delim.length;
+    }
+    const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
+    return buf.toString('utf8', start, d === -1 || d > to ? to : d).trim().toLowerCase();
   }
 }
