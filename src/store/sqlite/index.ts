@@ -63,13 +63,25 @@ const bodyPath = (field: (typeof OBS_BODY)[number]): string => `'$[${OBS_BODY.in
 
 type ObservationBody = [string, string | null, Observation['kind'], Observation['channel'], string, Observation['state'], Observation['strength'], string | null, Observation['how'], string | null, string | null, Observation['reason'], string];
 
-/** Fields an observation cannot lack (the NOT NULL columns the body replaced). */
-const OBS_REQUIRED = ['subject', 'id', 'source', 'kind', 'channel', 'purpose', 'state', 'strength', 'how', 'observedAt'] as const;
+/** A field an observation cannot lack (the NOT NULL columns the body replaced) is missing. */
+function missingField(o: Observation): string | null {
+  // `== null`: null or undefined, field by field (a loop over names would be a megamorphic lookup per row).
+  if (o.subject == null) return 'subject';
+  if (o.id == null) return 'id';
+  if (o.source == null) return 'source';
+  if (o.kind == null) return 'kind';
+  if (o.channel == null) return 'channel';
+  if (o.purpose == null) return 'purpose';
+  if (o.state == null) return 'state';
+  if (o.strength == null) return 'strength';
+  if (o.how == null) return 'how';
+  if (o.observedAt == null) return 'observedAt';
+  return null;
+}
 
 function observationBody(o: Observation): string {
-  for (const f of OBS_REQUIRED) {
-    if (o[f] === null || o[f] === undefined) throw new StoreError('STORE_INVALID_OBSERVATION', `observation ${String(o.id)}: ${f} is missing (NOT NULL)`);
-  }
+  const missing = missingField(o);
+  if (missing !== null) throw new StoreError('STORE_INVALID_OBSERVATION', `observation ${String(o.id)}: ${missing} is missing (NOT NULL)`);
   const b: ObservationBody = [o.source, o.recordId ?? null, o.kind, o.channel, o.purpose, o.state, o.strength, o.statedAt ?? null, o.how, o.reference ?? null, o.evidence ?? null, o.reason ?? null, o.observedAt];
   return JSON.stringify(b);
 }
