@@ -82,9 +82,15 @@ add({ kind: 'suppression', reason: 'complaint' }, 'complained', 'complaint', 'sp
 add({ kind: 'suppression', reason: 'blocked' }, 'suppressed', 'blocked');
 add({ kind: 'erasure' }, 'erase', 'erased', 'forget', 'erasure');
 
+/** Raw state cells seen -> meaning (bounded: a file has a handful of distinct words). */
+const STATE_CACHE = new Map<string, StateMeaning | undefined>();
+
 /** "Opt-In", "opted_in", " OPTIN " -> the same meaning. */
 export function stateMeaning(word: string): StateMeaning | undefined {
-  return STATE_WORDS.get(word.trim().toLowerCase().replace(/[\s_-]+/g, ''));
+  if (STATE_CACHE.has(word)) return STATE_CACHE.get(word);
+  const meaning = STATE_WORDS.get(word.trim().toLowerCase().replace(/[\s_-]+/g, ''));
+  if (STATE_CACHE.size < 1000) STATE_CACHE.set(word, meaning);
+  return meaning;
 }
 
 /** Words consentd writes. */
@@ -108,7 +114,8 @@ const CHANNEL_WORDS = new Map<string, Channel>([
 ]);
 
 export function parseChannel(word: string): Channel | undefined {
-  return CHANNEL_WORDS.get(word.trim().toLowerCase());
+  // Every key is trimmed lower case: a raw word that is a key normalizes to itself.
+  return CHANNEL_WORDS.get(word) ?? CHANNEL_WORDS.get(word.trim().toLowerCase());
 }
 
 const DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
@@ -160,10 +167,14 @@ export function purposeMap(map: Readonly<Record<string, string>>): PurposeMap {
     toCanonical.set(native.trim().toLowerCase(), canonical);
     if (!toNative.has(canonical)) toNative.set(canonical, native);
   }
+  const seen = new Map<string, string | undefined>();
   return {
     canonical(native) {
+      if (seen.has(native)) return seen.get(native);
       const key = native.trim().toLowerCase();
-      return toCanonical.get(key) ?? (key === '*' || key === 'all' || key === '' ? ALL_PURPOSES : undefined);
+      const canonical = toCanonical.get(key) ?? (key === '*' || key === 'all' || key === '' ? ALL_PURPOSES : undefined);
+      if (seen.size < 1000) seen.set(native, canonical);
+      return canonical;
     },
     native: (canonical) => toNative.get(canonical) ?? (canonical === ALL_PURPOSES ? ALL_PURPOSES : undefined),
     mapped: () => [...new Set(toNative.keys())].filter((p) => p !== ALL_PURPOSES),
@@ -196,12 +207,44 @@ export interface RowContext {
 
 const cell = (fields: readonly string[], i: number | undefined): string => (i === undefined ? '' : (fields[i] ?? ''));
 
+// One-entry caches: the rows of a person usually sit together and repeat the address and the date.
+let lastEmailRaw: string | undefined;
+let lastEmail: ReturnType<typeof normalizeEmail> = { ok: false, reason: '' };
+let lastStatedRaw: string | undefined;
+let lastStated: string | null | undefined;
+
+function emailOf(raw: string): ReturnType<typeof normalizeEmail> {
+  if (raw !== lastEmailRaw) {
+    lastEmail = normalizeEmail(raw);
+    lastEmailRaw = raw;
+  }
+  return lastEmail;
+}
+
+function statedAtOf(raw: string): string | null | undefined {
+  if (raw !== lastStatedRaw) {
+    lastStated = parseStatedAt(raw);
+    lastStatedRaw = raw;
+  }
+  return lastStated;
+}
+
+function isBlank(fields: readonly string[]): boolean {
+  for (let i = 0; i < fields.length; i++) if ((fields[i] as string).trim() !== '') return false;
+  return true;
+}
+
+function fact(line: number, email: string, kind: RowKind, channel: Channel, purpose: string, state: ConsentState, strength: Strength, statedAt: string | null, evidence: string | null, reason: SuppressionReason | null): RowResult {
+  return { ok: true, fact: { line, email, kind, channel, purpose, state, strength, statedAt, evidence, reason } };
+}
+
 /** Interpret one data row; malformed rows come back with a reason (and the email if it was valid). */
 export function interpretRow(fields: readonly string[], line: number, ctx: RowContext): RowResult {
-  if (fields.every((f) => f.trim() === '')) return { ok: 'blank' };
+  if (isBlank(fields)) return { ok: 'blank' };
   const { columns } = ctx;
-  const e = normalizeEmail(cell(fields, columns.email));
-  if (!e.ok) return { ok: false, reason: `invalid email ${JSON.stringify(cell(fields, columns.email))}: ${e.reason}`, email: null };
+  const emailRaw = cell(fields, columns.email);
+  const e = emailOf(emailRaw);
+  if (!e.ok) return { ok: false, reason: `invalid email ${JSON.stringify(emailRaw)}: ${e.reason}`, email: null };
   const email = e.email;
   const stateRaw = cell(fields, columns.state);
   const meaning = stateMeaning(stateRaw);
@@ -211,21 +254,17 @@ export function interpretRow(fields: readonly string[], line: number, ctx: RowCo
   if (!channel) return { ok: false, reason: `unknown channel ${JSON.stringify(channelRaw)}`, email };
   if (!ctx.channels.has(channel)) return { ok: false, reason: `channel "${channel}" is not configured for this connector (settings.channels)`, email };
   const statedRaw = cell(fields, columns.stated_at);
-  const statedAt = parseStatedAt(statedRaw);
+  const statedAt = statedAtOf(statedRaw);
   if (statedAt === undefined) return { ok: false, reason: `unparseable stated_at ${JSON.stringify(statedRaw)} (expected an ISO 8601 date or date-time)`, email };
   const evidenceRaw = cell(fields, columns.evidence).trim();
   const evidence = evidenceRaw === '' ? null : evidenceRaw;
-  const base = { line, email, channel, statedAt, evidence };
 
   if (meaning.kind === 'suppression') {
-    const state: ConsentState = meaning.reason === 'complaint' ? 'denied' : 'unknown';
-    return { ok: true, fact: { ...base, kind: 'suppression', purpose: ALL_PURPOSES, state, strength: 'explicit', reason: meaning.reason } };
+    return fact(line, email, 'suppression', channel, ALL_PURPOSES, meaning.reason === 'complaint' ? 'denied' : 'unknown', 'explicit', statedAt, evidence, meaning.reason);
   }
-  if (meaning.kind === 'erasure') {
-    return { ok: true, fact: { ...base, kind: 'erasure', purpose: ALL_PURPOSES, state: 'denied', strength: 'explicit', reason: null } };
-  }
+  if (meaning.kind === 'erasure') return fact(line, email, 'erasure', channel, ALL_PURPOSES, 'denied', 'explicit', statedAt, evidence, null);
   if (meaning.state === 'denied' && evidence?.startsWith(SUPPRESSION_MARKER)) {
-    return { ok: true, fact: { ...base, kind: 'marker', purpose: ALL_PURPOSES, state: 'denied', strength: 'explicit', reason: 'blocked' } };
+    return fact(line, email, 'marker', channel, ALL_PURPOSES, 'denied', 'explicit', statedAt, evidence, 'blocked');
   }
   const purposeRaw = cell(fields, columns.purpose);
   const purpose = ctx.purposes.canonical(purposeRaw);
@@ -234,7 +273,7 @@ export function interpretRow(fields: readonly string[], line: number, ctx: RowCo
     return { ok: false, reason: `purpose ${JSON.stringify(purposeRaw)} is not mapped (settings.purposes; canonical ids available: ${known})`, email };
   }
   const strength: Strength = meaning.state === 'denied' || (meaning.state === 'granted' && statedAt !== null && evidence !== null) ? 'explicit' : 'implicit';
-  return { ok: true, fact: { ...base, kind: 'consent', purpose, state: meaning.state, strength, reason: null } };
+  return fact(line, email, 'consent', channel, purpose, meaning.state, strength, statedAt, evidence, null);
 }
 
 /** The observation a row states (null for consentd's own suppression markers). */

@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Transform } from 'node:stream';
 import { parse } from 'csv-parse';
@@ -7,6 +8,8 @@ import type { ObservationInput } from '../../src/model/types.js';
 import type { PullPage, PullReject } from '../../src/connectors/contract.js';
 import { SnapshotBuilder, interpretRow, parseHeader, toObservationInput } from './mapping.js';
 import type { HeaderMap, RowContext } from './mapping.js';
+import { Unsupported, fastRecords } from './scan.js';
+import type { FastCopy, FastRecord, FastSelect } from './scan.js';
 
 export class CsvError extends Error {
   constructor(
@@ -38,6 +41,11 @@ export interface CsvTail {
   type: 'tail';
   raw: Buffer;
 }
+/** Consecutive records a `select` did not want, as their bytes (see scanBatches). */
+export interface CsvCopy {
+  type: 'copy';
+  raw: Buffer;
+}
 
 const NL = 0x0a;
 const CR = 0x0d;
@@ -49,13 +57,99 @@ function countNewlines(b: Buffer, end = b.length): number {
 }
 
 /**
+ * Stream a CSV file record by record (never the whole file in memory). Plain files (no quote
+ * character) are read by the fast reader of scan.ts; any other file by csv-parse
+ * (scanCsvWithParser), which is what defines the format: the fast reader is exact where it runs.
+ */
+export async function* scanCsv(path: string, delimiter: string): AsyncGenerator<CsvRecord | CsvTail> {
+  for await (const batch of scanBatches(path, delimiter, true)) for (const r of batch) if (r.type !== 'copy') yield r;
+}
+
+/** A record without its bytes (the pull needs only the fields). */
+export interface CsvRow {
+  index: number;
+  line: number;
+  fields: string[];
+}
+
+/** Like scanCsv, records only, without their raw bytes. */
+export async function* scanRows(path: string, delimiter: string): AsyncGenerator<CsvRow> {
+  for await (const batch of scanBatches(path, delimiter, false)) for (const r of batch) if (r.type === 'record') yield r;
+}
+
+/**
+ * scanCsv in batches (a chunk of the file at a time): one await per batch rather than per record.
+ * `withRaw` false leaves `raw` empty. With `select` (see FastSelect), runs of records it does not
+ * want may come as CsvCopy byte ranges instead (only from the fast reader: a caller must still
+ * test the records it gets).
+ */
+export async function* scanBatches(path: string, delimiter: string, withRaw: boolean, select?: FastSelect): AsyncGenerator<Array<CsvRecord | CsvTail | CsvCopy>> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    throw ioError(path, e);
+  }
+  const empty = Buffer.alloc(0);
+  let delivered = 0;
+  try {
+    try {
+      const it = fastRecords(fh, delimiter, withRaw, undefined, select);
+      for (;;) {
+        const next = await it.next();
+        if (next.done === true) {
+          yield [{ type: 'tail', raw: next.value }];
+          return;
+        }
+        const out: Array<CsvRecord | CsvCopy> = [];
+        for (const r of next.value) {
+          if ('copy' in r) out.push({ type: 'copy', raw: r.raw });
+          else out.push({ type: 'record', index: r.index, line: r.line, fields: r.fields, raw: r.raw ?? empty, leading: r.leading, terminated: r.terminated });
+        }
+        yield out;
+        delivered = lastIndex(next.value, delivered);
+      }
+    } catch (e) {
+      if (!(e instanceof Unsupported)) throw ioError(path, e);
+    }
+    // Not a plain file: csv-parse from the start, over the same open file, past what was delivered.
+    let out: Array<CsvRecord | CsvTail> = [];
+    for await (const r of scanCsvWithParser(path, delimiter, fh)) {
+      if (r.type === 'record' && r.index < delivered) continue;
+      out.push(r);
+      if (out.length >= 1000) {
+        yield out;
+        out = [];
+      }
+    }
+    if (out.length > 0) yield out;
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/** Records delivered so far: one past the last record index of a batch (copied ones count too). */
+function lastIndex(batch: ReadonlyArray<FastRecord | FastCopy>, before: number): number {
+  const r = batch[batch.length - 1];
+  if (r === undefined) return before;
+  return 'copy' in r ? r.endIndex : r.index + 1;
+}
+
+function ioError(path: string, e: unknown): CsvError {
+  if (e instanceof CsvError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOENT') return new CsvError('CSV_FILE_MISSING', `${path} does not exist`);
+  return new CsvError('CSV_IO', `${path}: ${err.message}`);
+}
+
+/**
  * Stream a CSV file record by record with csv-parse (never the whole file in memory). A tap in
  * front of the parser keeps the bytes not yet attributed to a record; csv-parse's `info.bytes`
  * (end offset of each record, in bytes, BOM included) cuts them into exact raw slices.
  * Lenient where legacy exports are sloppy (ragged rows, a stray quote inside an unquoted
  * field); an unterminated quoted field is a CSV_SYNTAX error naming the line.
  */
-export async function* scanCsv(path: string, delimiter: string): AsyncGenerator<CsvRecord | CsvTail> {
+export async function* scanCsvWithParser(path: string, delimiter: string, fh?: FileHandle): AsyncGenerator<CsvRecord | CsvTail> {
   const chunks: Buffer[] = [];
   let chunksStart = 0; // absolute offset of chunks[0]
   let total = 0;
@@ -77,7 +171,7 @@ export async function* scanCsv(path: string, delimiter: string): AsyncGenerator<
     return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
   };
 
-  const source = createReadStream(path);
+  const source = fh === undefined ? createReadStream(path) : createReadStream(path, { fd: fh, start: 0, autoClose: false });
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       chunks.push(chunk);
@@ -139,6 +233,7 @@ export async function* pullPages(opts: PullOptions): AsyncGenerator<PullPage> {
   });
   const name = basename(opts.path);
   let columns: HeaderMap | undefined;
+  let rowCtx: RowContext | undefined;
 
   let observations: ObservationInput[] = [];
   let rejects: PullReject[] = [];
@@ -156,15 +251,15 @@ export async function* pullPages(opts: PullOptions): AsyncGenerator<PullPage> {
     return page;
   };
 
-  for await (const rec of scanCsv(opts.path, opts.delimiter)) {
-    if (rec.type === 'tail') break;
+  for await (const batch of scanBatches(opts.path, opts.delimiter, false)) for (const rec of batch) {
+    if (rec.type !== 'record') break; // the tail (no copies without a select)
     if (rec.index === 0) {
       const h = parseHeader(rec.fields);
       if (!h.ok) throw new CsvError('CSV_BAD_HEADER', `${opts.path}:${rec.line}: ${h.reason}`, rec.line);
       columns = h.columns;
       continue;
     }
-    const r = interpretRow(rec.fields, rec.line, { ...opts.ctx, columns: columns as HeaderMap });
+    const r = interpretRow(rec.fields, rec.line, rowCtx ?? (rowCtx = { ...opts.ctx, columns: columns as HeaderMap }));
     if (r.ok === 'blank') continue;
     const subject = r.ok ? r.fact.email : r.email;
     if ((rows >= opts.pageSize && subject !== lastSubject) || rows >= 2 * opts.pageSize) {

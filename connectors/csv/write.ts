@@ -2,13 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { open, rename as fsRename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { stringify } from 'csv-stringify/sync';
 import type { Change, Channel } from '../../src/model/types.js';
 import { ALL_PURPOSES } from '../../src/model/types.js';
 import type { PushResult } from '../../src/connectors/contract.js';
 import { SnapshotBuilder, SUPPRESSION_MARKER, WRITE_WORDS, interpretRow, parseHeader } from './mapping.js';
 import type { HeaderMap, RowContext, RowFact } from './mapping.js';
-import { CsvError, scanCsv } from './parse.js';
+import { CsvError, scanBatches } from './parse.js';
 
 /*
  * push(): make the file agree with a batch of changes by rewriting it atomically.
@@ -146,7 +145,7 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     let dirty = false;
 
     const render = (fields: string[], terminated: boolean): Buffer => {
-      const text = stringify([fields], { delimiter: opts.delimiter, record_delimiter: eol === '\r\n' ? 'windows' : 'unix' });
+      const text = renderRecord(fields, opts.delimiter, eol);
       return Buffer.from(terminated ? text : text.slice(0, -eol.length));
     };
 
@@ -204,10 +203,25 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       runSubject = email !== null && changeIndexes.has(email) ? email : null;
     };
 
-    for await (const rec of scanCsv(opts.path, opts.delimiter)) {
+    // A row whose address is not in this batch is copied verbatim, so it need not be interpreted.
+    // An ASCII address normalizes to its trimmed lower case (NFC is the identity on ASCII), so the
+    // test is exact; anything else takes the full path. The reader applies the same test to skip
+    // building such rows at all (they come as `copy` byte ranges).
+    const copied = (quick: string): boolean => !subjects.has(quick) && !erased.has(quick) && isAscii(quick);
+    const select = (header: readonly string[]): { column: number; wants: (quick: string) => boolean } | null => {
+      const h = parseHeader(header);
+      return h.ok ? { column: h.columns.email, wants: (quick) => !copied(quick) } : null;
+    };
+    let rowCtx: RowContext | undefined;
+    for await (const batch of scanBatches(opts.path, opts.delimiter, true, select)) for (const rec of batch) {
       if (rec.type === 'tail') {
         await out.write(rec.raw);
         break;
+      }
+      if (rec.type === 'copy') {
+        if (runSubject !== null && columns !== undefined) await enterRun(null, columns);
+        if (out.add(rec.raw)) await out.flush();
+        continue;
       }
       if (rec.index === 0) {
         const h = parseHeader(rec.fields);
@@ -220,16 +234,12 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
         continue;
       }
       const cols = columns as HeaderMap;
-      // Fast path: a row whose address is not in this batch is copied verbatim, so it need not be
-      // interpreted. An ASCII address normalizes to its trimmed lower case (NFC is the identity on
-      // ASCII), so the test is exact; anything else takes the full path.
-      const quick = (rec.fields[cols.email] ?? '').trim().toLowerCase();
-      if (!subjects.has(quick) && !erased.has(quick) && isAscii(quick)) {
+      if (copied((rec.fields[cols.email] ?? '').trim().toLowerCase())) {
         if (runSubject !== null) await enterRun(null, cols);
         if (out.add(rec.raw)) await out.flush();
         continue;
       }
-      const r = interpretRow(rec.fields, rec.line, { ...opts.ctx, columns: cols });
+      const r = interpretRow(rec.fields, rec.line, rowCtx ?? (rowCtx = { ...opts.ctx, columns: cols }));
       const email = r.ok === true ? r.fact.email : r.ok === false ? r.email : null;
       await enterRun(email, cols);
       if (email !== null && erased.has(email)) {
@@ -302,6 +312,30 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     if (fh) await fh.close().catch(() => undefined);
     if (!renamed) await unlink(tmp).catch(() => undefined);
   }
+}
+
+/** csv-stringify's test: would `sep` appended after `v` be found starting inside `v`? */
+const emitsSeparator = (v: string, sep: string): boolean => sep.length !== 0 && (v.includes(sep) || (sep.length > 1 && (v + sep).indexOf(sep) < v.length));
+
+/**
+ * One record exactly as csv-stringify's stringify([fields], { delimiter, record_delimiter: eol })
+ * writes it (property-tested against it), without building a stringifier per row: a field is
+ * quoted when it holds a quote (doubled), the delimiter or the line ending.
+ */
+export function renderRecord(fields: readonly string[], delimiter: string, eol: string): string {
+  let out = '';
+  for (let i = 0; i < fields.length; i++) {
+    let v = fields[i] ?? '';
+    if (v !== '') {
+      const hasQuote = v.includes('"');
+      const quoted = hasQuote || emitsSeparator(v, delimiter) || emitsSeparator(v, eol);
+      if (hasQuote) v = v.replaceAll('"', '""');
+      if (quoted) v = `"${v}"`;
+    }
+    out += v;
+    if (i !== fields.length - 1) out += delimiter;
+  }
+  return out + eol;
 }
 
 /** A change the file's columns cannot express fails before anything is written. */

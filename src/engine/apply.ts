@@ -27,7 +27,50 @@ export interface ApplyOptions {
    * rate limit holds across calls.
    */
   queue?: PQueue;
+  /**
+   * Changes in flight (claimed, not settled) shared with other connectors' applies: claims wait for
+   * room, so memory stays bounded however large the connectors' batch sizes (applyAll shares one).
+   */
+  budget?: InFlightBudget;
 }
+
+/**
+ * A count of changes in flight, shared by the connectors applied together. A claim takes room for a
+ * whole batch (at most the capacity: one batch larger than it runs alone) and gives back what it
+ * did not claim; a settled batch gives its room back.
+ */
+export class InFlightBudget {
+  private used = 0;
+  private waiters: Array<() => void> = [];
+  constructor(readonly capacity: number) {}
+
+  /** Room for up to `n` changes (at most the capacity), waiting until it is free. */
+  async acquire(n: number): Promise<number> {
+    const want = Math.min(Math.max(1, n), this.capacity);
+    while (this.used + want > this.capacity) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    this.used += want;
+    return want;
+  }
+
+  /** Room for up to `n` changes if it is free now, else 0 (never waits). */
+  tryAcquire(n: number): number {
+    const want = Math.min(Math.max(1, n), this.capacity);
+    if (this.used + want > this.capacity) return 0;
+    this.used += want;
+    return want;
+  }
+
+  release(n: number): void {
+    if (n <= 0) return;
+    this.used -= n;
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w();
+  }
+}
+
+/** Default room of applyAll: changes in flight across all its connectors. */
+export const APPLY_IN_FLIGHT = 100_000;
 
 export interface ApplyStats {
   /** Changes handed to push(). */
@@ -79,11 +122,26 @@ export async function applyOutbox(engine: Engine, connector: Connector, opts: Ap
     // waited for the rate limit carries everything that became due meanwhile (instant opt-outs
     // arriving one by one go out together rather than one slot each). `concurrency` slots run
     // side by side; a slot whose claim comes back empty ends.
+    // With a shared budget (applyAll), a slot first waits for room for its batch: it holds room
+    // only while it claims and pushes, never while waiting for more, so connectors cannot deadlock.
     const slot = async (): Promise<boolean> => {
       if (opts.signal?.aborted === true) return false;
-      const items = await store.claimOutbox(connector.id, Math.max(1, connector.limits.batchSize), engine.now().getTime());
+      const want = Math.max(1, connector.limits.batchSize);
+      const room = opts.budget === undefined ? want : await opts.budget.acquire(want);
+      let items: OutboxItem[];
+      try {
+        items = await store.claimOutbox(connector.id, room, engine.now().getTime());
+      } catch (err) {
+        opts.budget?.release(room);
+        throw err;
+      }
+      opts.budget?.release(room - items.length);
       if (items.length === 0) return false;
-      await pushBatch(engine, connector, items, stats);
+      try {
+        await pushBatch(engine, connector, items, stats);
+      } finally {
+        opts.budget?.release(items.length);
+      }
       engine.progress?.({ phase: 'apply', connectorId: connector.id, counts: { pushed: stats.pushed, ok: stats.ok, retried: stats.retried, dead: stats.dead } });
       return true;
     };
@@ -183,31 +241,41 @@ async function settleFailure(engine: Engine, item: OutboxItem, verdict: RetryVer
  * Erased records get none (the store dropped them).
  */
 async function pushedSnapshots(engine: Engine, pushed: Array<{ change: Change; snapshot: RecordSnapshot | undefined }>): Promise<RecordSnapshot[]> {
+  // The stored snapshots needed (changes pushed without one back), loaded together.
+  const wanted = new Set<string>();
+  const returned = new Set<string>();
+  for (const { change, snapshot } of pushed) {
+    if (change.op === 'erase') continue;
+    const k = recordKey(change.connectorId, change.recordId);
+    if (snapshot !== undefined) returned.add(k);
+    else if (!returned.has(k)) wanted.add(change.subject);
+  }
+  const stored = new Map<string, RecordSnapshot[]>();
+  if (wanted.size > 0) for (const st of await engine.store.subjectStates([...wanted])) stored.set(st.subject, st.records);
   const current = new Map<string, RecordSnapshot>();
   const erased = new Set<string>();
-  const stored = new Map<string, RecordSnapshot[]>();
   for (const { change, snapshot } of pushed) {
     const k = recordKey(change.connectorId, change.recordId);
     if (change.op === 'erase') {
       erased.add(k);
       continue;
     }
-    let base = snapshot ?? current.get(k);
-    if (base === undefined) {
-      let records = stored.get(change.subject);
-      if (records === undefined) {
-        records = (await engine.store.subjectState(change.subject)).records;
-        stored.set(change.subject, records);
-      }
-      base = records.find((r) => r.connectorId === change.connectorId && r.recordId === change.recordId) ?? syntheticSnapshot(change.connectorId, change.subject);
-    }
+    const base =
+      snapshot ??
+      current.get(k) ??
+      (stored.get(change.subject) ?? []).find((r) => r.connectorId === change.connectorId && r.recordId === change.recordId) ??
+      syntheticSnapshot(change.connectorId, change.subject);
     current.set(k, applyChangeToSnapshot(base, change, engine.connector(change.connectorId)?.capabilities));
   }
   return [...current.entries()].filter(([k]) => !erased.has(k)).map(([, s]) => s);
 }
 
-/** Apply every connector's outbox concurrently (one worker per connector). */
+/**
+ * Apply every connector's outbox concurrently (one worker per connector), with at most
+ * APPLY_IN_FLIGHT changes in flight across them unless `opts.budget` says otherwise.
+ */
 export async function applyAll(engine: Engine, connectors: readonly Connector[], opts: ApplyOptions = {}): Promise<Map<string, ApplyStats>> {
-  const entries = await Promise.all(connectors.map(async (c) => [c.id, await applyOutbox(engine, c, opts)] as const));
+  const shared = { ...opts, budget: opts.budget ?? new InFlightBudget(APPLY_IN_FLIGHT) };
+  const entries = await Promise.all(connectors.map(async (c) => [c.id, await applyOutbox(engine, c, shared)] as const));
   return new Map(entries);
 }

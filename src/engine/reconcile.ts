@@ -1,3 +1,4 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { subjectHash, type Change } from '../model/index.js';
 import type { Lane, ReconcileResult } from '../store/store.js';
 import type { Engine } from './context.js';
@@ -5,6 +6,12 @@ import { planSubjectState } from './decide-subject.js';
 
 /** Subjects decided per store round trip. */
 export const RECONCILE_PAGE = 2000;
+/**
+ * Subjects whose decisions and changes are committed together. Each commit rewrites the pages its
+ * rows touch (the outbox's idempotency keys land anywhere in their index), so a full reconcile
+ * commits in groups of pages; memory holds one group's results (a few KB per subject).
+ */
+export const RECONCILE_COMMIT = 20_000;
 
 export interface ReconcileStats {
   subjects: number;
@@ -22,9 +29,9 @@ function emptyStats(engine: Engine): ReconcileStats {
 
 /**
  * Re-decide dirty subjects page by page, plan their changes and commit them to the outbox
- * (one transaction per page). Erasure requests erase instead (tombstone + erase changes).
+ * (one transaction per RECONCILE_COMMIT subjects). Erasure requests erase instead (tombstone + erase changes).
  */
-/** Told, once a page is committed, which changes each of its (not erased) subjects needs. */
+/** Told, once a commit is done, which changes each of its (not erased) subjects needs. */
 export type PlannedListener = (subject: string, changes: readonly Change[]) => void;
 
 async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string[], onPlanned?: PlannedListener): Promise<ReconcileStats> {
@@ -33,11 +40,18 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
   const runId = only === undefined ? await store.startRun('reconcile', null) : null;
   try {
     let after: string | null = null;
+    let batch: ReconcileResult[] = [];
+    const commit = async (): Promise<void> => {
+      if (batch.length > 0) {
+        stats.enqueued += (await store.commitReconcile(batch, lane)).enqueued;
+        if (onPlanned) for (const r of batch) onPlanned(r.subject, r.changes);
+      }
+      batch = [];
+    };
     for (;;) {
       const page = await store.dirtySubjects(RECONCILE_PAGE, after, only);
       if (page.length === 0) break;
       const opts = engine.policyOptions();
-      const batch: ReconcileResult[] = [];
       for (const state of page) {
         const plan = planSubjectState(engine, state, opts);
         stats.subjects++;
@@ -52,14 +66,14 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
           batch.push({ subject: plan.subject, decision: plan.decision, changes: plan.changes });
         }
       }
-      if (batch.length > 0) {
-        stats.enqueued += (await store.commitReconcile(batch, lane)).enqueued;
-        if (onPlanned) for (const r of batch) onPlanned(r.subject, r.changes);
-      }
+      if (batch.length >= RECONCILE_COMMIT) await commit();
       after = page[page.length - 1]?.subject ?? after;
       engine.progress?.({ phase: 'reconcile', connectorId: null, counts: { subjects: stats.subjects, changes: stats.changes } });
       if (page.length < RECONCILE_PAGE) break;
+      // Webhooks and timers get a turn between pages (a full reconcile takes a while).
+      await yieldToLoop();
     }
+    await commit();
     if (runId !== null) await store.finishRun(runId, 'ok', flatten(stats));
     return stats;
   } catch (err) {

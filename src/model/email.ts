@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHmac, hash } from 'node:crypto';
 
 /** Result of normalizing an email: the canonical subject key, or why it was refused. */
 export type EmailResult = { ok: true; email: string } | { ok: false; reason: string };
@@ -8,12 +8,60 @@ export type EmailResult = { ok: true; email: string } | { ok: false; reason: str
 const LOCAL_ATOM = /^[\p{L}\p{N}!#$%&'*+/=?^_`{|}~-]+$/u;
 const DOMAIN_LABEL = /^[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?$/u;
 
+// Characters of a local-part atom that are ASCII (LOCAL_ATOM restricted to lower-case ASCII).
+const ASCII_LOCAL = new Uint8Array(128);
+for (const c of "abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+/=?^_`{|}~-") ASCII_LOCAL[c.charCodeAt(0)] = 1;
+const isAlnum = (c: number): boolean => (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39);
+
+/**
+ * The common case without regular expressions: a plain ASCII address that is valid. Returns the
+ * normalized address only when every rule of normalizeEmail below accepts it (same result); null
+ * means "not sure", and the full check runs.
+ */
+function asciiFast(raw: string): string | null {
+  for (let i = 0; i < raw.length; i++) if (raw.charCodeAt(i) > 0x7e) return null;
+  const email = raw.trim().toLowerCase(); // NFC is the identity on ASCII
+  const n = email.length;
+  const at = email.indexOf('@');
+  if (n === 0 || n > 254 || at <= 0 || at > 64 || at === n - 1 || email.indexOf('@', at + 1) !== -1) return null;
+  // Local part: atoms of allowed characters, no empty dot segment.
+  let prev = 0x2e;
+  for (let i = 0; i < at; i++) {
+    const c = email.charCodeAt(i);
+    if (c === 0x2e) {
+      if (prev === 0x2e) return null;
+    } else if (ASCII_LOCAL[c] !== 1) return null;
+    prev = c;
+  }
+  if (prev === 0x2e) return null;
+  // Domain: at least two labels of 1-63 letters, digits and inner hyphens; a TLD not all digits.
+  let labels = 0;
+  let start = at + 1;
+  for (let i = at + 1; i <= n; i++) {
+    if (i < n && email.charCodeAt(i) !== 0x2e) continue;
+    const len = i - start;
+    if (len < 1 || len > 63 || !isAlnum(email.charCodeAt(start)) || !isAlnum(email.charCodeAt(i - 1))) return null;
+    let digits = true;
+    for (let k = start; k < i; k++) {
+      const c = email.charCodeAt(k);
+      if (!isAlnum(c) && c !== 0x2d) return null;
+      if (c < 0x30 || c > 0x39) digits = false;
+    }
+    labels++;
+    if (i === n && digits) return null;
+    start = i + 1;
+  }
+  return labels >= 2 ? email : null;
+}
+
 /**
  * Subject key for a person: trim, Unicode NFC, lowercase (DESIGN.md section 1).
  * Rejects what no platform would deliver to, with a reason a person can act on.
  */
 export function normalizeEmail(raw: unknown): EmailResult {
   if (typeof raw !== 'string') return { ok: false, reason: 'email is not a string' };
+  const fast = asciiFast(raw);
+  if (fast !== null) return { ok: true, email: fast };
   const email = raw.trim().normalize('NFC').toLowerCase();
   if (email === '') return { ok: false, reason: 'email is empty' };
   if (/\s/u.test(email)) return { ok: false, reason: 'email contains whitespace' };
@@ -61,5 +109,6 @@ export function stableHash(...parts: ReadonlyArray<string | number | boolean | n
   // of a concatenation is the concatenation of the UTF-8), without a native call per part.
   let text = '';
   for (const p of parts) text += `${p === null || p === undefined ? '\u0000' : String(p)}\u001f`;
-  return createHash('sha256').update(text).digest('base64url').slice(0, 32);
+  // crypto.hash: the one-shot digest, same bytes as createHash().update().digest() without the object.
+  return hash('sha256', text, 'base64url').slice(0, 32);
 }

@@ -1,4 +1,4 @@
-import type { ConnectorCapabilities } from '../connectors/contract.js';
+import type { ConnectorCapabilities, Scope } from '../connectors/contract.js';
 import { ALL_PURPOSES, changeKey, scopeKey, type Change, type Channel, type ChannelSuppression, type Decision, type Permission, type RecordSnapshot } from '../model/index.js';
 
 /** A connector the planner may send changes to, with what it can express. */
@@ -27,6 +27,29 @@ export function compareChanges(a: Change, b: Change): number {
     cmpStr(a.purpose, b.purpose) ||
     cmpStr(a.key, b.key)
   );
+}
+
+/**
+ * scopeKey of each scope of a capability list, built once per list (the lists live as long as
+ * their connector): the planner looks keys up for every record of every subject.
+ */
+const SCOPE_KEYS = new WeakMap<readonly Scope[], readonly string[]>();
+function scopeKeysOf(scopes: readonly Scope[]): readonly string[] {
+  let keys = SCOPE_KEYS.get(scopes);
+  if (keys === undefined) {
+    keys = scopes.map((s) => scopeKey(s.channel, s.purpose));
+    SCOPE_KEYS.set(scopes, keys);
+  }
+  return keys;
+}
+const ALL_KEYS = new Map<string, string>();
+function allPurposesKey(channel: Channel): string {
+  let key = ALL_KEYS.get(channel);
+  if (key === undefined) {
+    key = scopeKey(channel, ALL_PURPOSES);
+    ALL_KEYS.set(channel, key);
+  }
+  return key;
 }
 
 interface RecordPlanContext {
@@ -72,10 +95,14 @@ function planErasure(ctx: RecordPlanContext): Change[] {
 /** Consent scopes: push denials always, grants only where the platform takes them; unknown never moves anything. */
 function planConsent(ctx: RecordPlanContext): Change[] {
   const out: Change[] = [];
-  for (const scope of ctx.caps.consent) {
-    const perm = ctx.permissions.get(scopeKey(scope.channel, scope.purpose));
+  const scopes = ctx.caps.consent;
+  const keys = scopeKeysOf(scopes);
+  for (let i = 0; i < scopes.length; i++) {
+    const scope = scopes[i] as Scope;
+    const key = keys[i] as string;
+    const perm = ctx.permissions.get(key);
     if (perm === undefined || perm.state === 'unknown') continue;
-    const current = ctx.record.consent[scopeKey(scope.channel, scope.purpose)] ?? 'unknown';
+    const current = ctx.record.consent[key] ?? 'unknown';
     if (current === perm.state) continue;
     if (perm.state === 'granted' && (!ctx.caps.pushGrants || ctx.synthesized)) continue;
     // A bare-address platform is a suppression list: "granted" there only means "not listed".
@@ -86,7 +113,7 @@ function planConsent(ctx: RecordPlanContext): Change[] {
     // there would mail an address that bounced or complained (rule 5 outranks consent).
     if (perm.state === 'granted' && ctx.suppressions.has(scope.channel)) continue;
     if (perm.state === 'granted' && ctx.caps.keepsChannelDenial === true && scope.purpose === ALL_PURPOSES) continue;
-    if (perm.state === 'granted' && scope.purpose !== ALL_PURPOSES && coversPurposes(ctx.caps) && ctx.record.consent[scopeKey(scope.channel, ALL_PURPOSES)] === 'denied') continue;
+    if (perm.state === 'granted' && scope.purpose !== ALL_PURPOSES && coversPurposes(ctx.caps) && ctx.record.consent[allPurposesKey(scope.channel)] === 'denied') continue;
     out.push(
       withKey({ ...base(ctx), op: 'set_consent', channel: scope.channel, purpose: scope.purpose, target: perm.state, rule: perm.rule, decidedBy: perm.decidedBy }),
     );

@@ -46,27 +46,34 @@ function cmpStr(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/**
- * Compare by statedAt then id; `nullAs` says where a missing time sorts: +Infinity for denials
- * (a denial with no time always stands) and suppressions sorted last, -Infinity for grants
- * (a grant with no time is the weakest).
+/*
+ * latest / earliest: the extreme observation by statedAt then id; `nullAs` says where a missing
+ * time sorts: +Infinity for denials (a denial with no time always stands) and suppressions sorted
+ * last, -Infinity for grants (a grant with no time is the weakest). Each time is parsed once.
  */
-function cmpByTime(a: Observation, b: Observation, nullAs: number): number {
-  const ta = statedMs(a) ?? nullAs;
-  const tb = statedMs(b) ?? nullAs;
-  if (ta !== tb) return ta < tb ? -1 : 1;
-  return cmpStr(a.id, b.id);
-}
-
 function latest(obs: readonly Observation[], nullAs: number): Observation | undefined {
   let best: Observation | undefined;
-  for (const o of obs) if (best === undefined || cmpByTime(o, best, nullAs) > 0) best = o;
+  let bestT = 0;
+  for (const o of obs) {
+    const t = statedMs(o) ?? nullAs;
+    if (best === undefined || t > bestT || (t === bestT && cmpStr(o.id, best.id) > 0)) {
+      best = o;
+      bestT = t;
+    }
+  }
   return best;
 }
 
 function earliest(obs: readonly Observation[], nullAs: number): Observation | undefined {
   let best: Observation | undefined;
-  for (const o of obs) if (best === undefined || cmpByTime(o, best, nullAs) < 0) best = o;
+  let bestT = 0;
+  for (const o of obs) {
+    const t = statedMs(o) ?? nullAs;
+    if (best === undefined || t < bestT || (t === bestT && cmpStr(o.id, best.id) < 0)) {
+      best = o;
+      bestT = t;
+    }
+  }
   return best;
 }
 

@@ -5,6 +5,7 @@ export type StoreErrorCode =
   | 'STORE_MIGRATION_FAILED'
   | 'STORE_SALT_MISMATCH'
   | 'STORE_CLOSED'
+  | 'STORE_INVALID_OBSERVATION'
   | 'OUTBOX_INVALID_TRANSITION';
 
 export class StoreError extends Error {

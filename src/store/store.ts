@@ -114,6 +114,8 @@ export interface Store {
   subjectOfRecord(connectorId: string, recordId: string): Promise<string | null>;
   /** Load one subject (explain, planning a single person). */
   subjectState(subject: string): Promise<SubjectState>;
+  /** Load several subjects at once (as subjectState each, in the order given). */
+  subjectStates(subjects: readonly string[]): Promise<SubjectState[]>;
   /**
    * One transaction: save each decision, enqueue its changes (idempotent by key; a pending change
    * for the same record/scope/op with another key is superseded), clear the dirty flag.

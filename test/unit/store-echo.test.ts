@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import type { Observation } from '../../src/model/index.js';
-import { MIGRATIONS, migrate, openSqliteStore } from '../../src/store/sqlite/index.js';
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate, openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { SqliteStore, SqliteStoreOptions } from '../../src/store/sqlite/index.js';
 import { change, collect, obs, rec, tempStore } from './store-helpers.js';
 
@@ -172,7 +172,7 @@ describe('sqlite store: echoes (rule 10)', () => {
     ).run(old.subject, old.id, old.source, old.recordId, old.kind, old.channel, old.purpose, old.state, old.strength, old.statedAt, old.how, old.reference, old.evidence, old.reason, old.observedAt);
     db.close();
     const migrated = reopen();
-    expect(migrated.schemaVersion).toBe(2);
+    expect(migrated.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
     const echoed = obs(A, { state: 'denied', statedAt: T2 });
     await migrated.ingestPage('crm', 2, { observations: [echoed], records: [] }, null);
     const f = await flags(migrated);

@@ -20,6 +20,10 @@ import type {
   SubjectState,
   WebhookIntake,
 } from '../store.js';
+import { ABSORB_CHUNK, absorbChunk, createAbsorbTempTables, prepareAbsorb } from './absorb.js';
+import type { AbsorbStatements } from './absorb.js';
+import { BloomFilter } from './bloom.js';
+import { decodeDecision, encodeDecision } from './decisions.js';
 import { LATEST_SCHEMA_VERSION, checkSchema, migrate } from './migrations.js';
 
 export { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate } from './migrations.js';
@@ -44,20 +48,71 @@ export interface SqliteStoreOptions {
 
 /** Page size of the streaming iterators. */
 const STREAM_PAGE = 5000;
-/**
- * Log rows absorbed per transaction (the event loop gets a turn between chunks). Each chunk is
- * sorted by subject before it moves: the chunk bounds that sort's memory (50k: ~50 MB less peak
- * RSS than 250k at the same speed).
- */
-const ABSORB_CHUNK = 50_000;
 /** Dirty versions remembered between dirtySubjects() and commitReconcile() (bounded). */
 const MAX_REMEMBERED_DIRTY = 200_000;
 const LANES: readonly Lane[] = ['high', 'normal'];
 
-/** Columns of an observation; `echo` (0/1) last, so that fromRow can drop it cheaply when 0. */
-const OBS_FIELDS =
-  'id, subject, source, record_id AS recordId, kind, channel, purpose, state, strength, stated_at AS statedAt, how, reference, evidence, reason, observed_at AS observedAt';
-const OBS_COLUMNS = `${OBS_FIELDS}, echo`;
+/**
+ * An observation is stored as its key columns (subject, id), the store's own (seq, echo) and a
+ * body: a JSON array of the statement (OBS_BODY order), written and read in one piece (binding or
+ * reading sixteen columns cost three times as much).
+ */
+const OBS_BODY = ['source', 'recordId', 'kind', 'channel', 'purpose', 'state', 'strength', 'statedAt', 'how', 'reference', 'evidence', 'reason', 'observedAt'] as const;
+/** json_extract path of a body field, for SQL. */
+const bodyPath = (field: (typeof OBS_BODY)[number]): string => `'$[${OBS_BODY.indexOf(field)}]'`;
+
+type ObservationBody = [string, string | null, Observation['kind'], Observation['channel'], string, Observation['state'], Observation['strength'], string | null, Observation['how'], string | null, string | null, Observation['reason'], string];
+
+/** A field an observation cannot lack (the NOT NULL columns the body replaced) is missing. */
+function missingField(o: Observation): string | null {
+  // `== null`: null or undefined, field by field (a loop over names would be a megamorphic lookup per row).
+  if (o.subject == null) return 'subject';
+  if (o.id == null) return 'id';
+  if (o.source == null) return 'source';
+  if (o.kind == null) return 'kind';
+  if (o.channel == null) return 'channel';
+  if (o.purpose == null) return 'purpose';
+  if (o.state == null) return 'state';
+  if (o.strength == null) return 'strength';
+  if (o.how == null) return 'how';
+  if (o.observedAt == null) return 'observedAt';
+  return null;
+}
+
+function observationBody(o: Observation): string {
+  const missing = missingField(o);
+  if (missing !== null) throw new StoreError('STORE_INVALID_OBSERVATION', `observation ${String(o.id)}: ${missing} is missing (NOT NULL)`);
+  const b: ObservationBody = [o.source, o.recordId ?? null, o.kind, o.channel, o.purpose, o.state, o.strength, o.statedAt ?? null, o.how, o.reference ?? null, o.evidence ?? null, o.reason ?? null, o.observedAt];
+  return JSON.stringify(b);
+}
+
+/** Columns read back: [id, subject, echo 0/1, body] (statements in raw mode). */
+const OBS_READ = 'id, subject, echo, body';
+type ObservationRow = [string, string, number, string];
+
+/** A loaded observation: `echo` 0/1 -> `echo: true` or no property (exactOptionalPropertyTypes). */
+function fromRow(row: ObservationRow): Observation {
+  const b = JSON.parse(row[3]) as ObservationBody;
+  const o: Observation = {
+    id: row[0],
+    subject: row[1],
+    source: b[0],
+    recordId: b[1],
+    kind: b[2],
+    channel: b[3],
+    purpose: b[4],
+    state: b[5],
+    strength: b[6],
+    statedAt: b[7],
+    how: b[8],
+    reference: b[9],
+    evidence: b[10],
+    reason: b[11],
+    observedAt: b[12],
+  };
+  if (row[2] === 1) o.echo = true;
+  return o;
+}
 
 /**
  * Is the obs_log row `l` an echo (policy rule 10; see Observation.echo)? It is when it is eligible
@@ -66,24 +121,39 @@ const OBS_COLUMNS = `${OBS_FIELDS}, echo`;
  * row of (source, record_id) logged before it (seq <= rec_mark), else the absorbed snapshot in
  * `records` (absorb never moves a snapshot logged after a waiting observation into `records`).
  * No snapshot, or no state for the scope (`''` stops the fallback to `records`): news.
+ * This form (a scan of rec_log per row) serves a read-only store's view of one subject; absorb
+ * computes the same for a whole batch at once (absorb.ts).
  */
-const ECHO_OF_LOG_ROW = `CASE WHEN l.rec_mark IS NULL THEN 0 WHEN l.state = coalesce(
-    (SELECT coalesce(json_extract(p.snapshot, '$.consent."' || l.channel || ':' || l.purpose || '"'), '') FROM rec_log AS p
+const SCOPE_OF_LOG_ROW = `'$.consent."' || json_extract(l.body, ${bodyPath('channel')}) || ':' || json_extract(l.body, ${bodyPath('purpose')}) || '"'`;
+const ECHO_OF_LOG_ROW = `CASE WHEN l.rec_mark IS NULL THEN 0 WHEN json_extract(l.body, ${bodyPath('state')}) = coalesce(
+    (SELECT coalesce(json_extract(p.snapshot, ${SCOPE_OF_LOG_ROW}), '') FROM rec_log AS p
       WHERE p.connector_id = l.source AND p.record_id = l.record_id AND p.seq <= l.rec_mark ORDER BY p.seq DESC LIMIT 1),
-    (SELECT json_extract(r.snapshot, '$.consent."' || l.channel || ':' || l.purpose || '"') FROM records AS r
+    (SELECT json_extract(r.snapshot, ${SCOPE_OF_LOG_ROW}) FROM records AS r
       WHERE r.connector_id = l.source AND r.record_id = l.record_id)
   ) THEN 1 ELSE 0 END`;
 
-/** A loaded observation row: `echo` 0/1 -> `echo: true` or no property (exactOptionalPropertyTypes). */
-type ObservationRow = Omit<Observation, 'echo'> & { echo?: number | boolean };
-function fromRow(row: ObservationRow): Observation {
-  // Deleting the last-added property is cheap in V8 (the object keeps its fast shape).
-  if (row.echo === 1) row.echo = true;
-  else delete row.echo;
-  return row as Observation;
+const sqlList = (values: readonly string[]): string => values.map((v) => `'${v}'`).join(', ');
+
+/** A stored snapshot: the key columns, and the rest as JSON. */
+interface RecordRow {
+  subject: string;
+  connector_id: string;
+  record_id: string;
+  snapshot: string;
 }
 
-const sqlList = (values: readonly string[]): string => values.map((v) => `'${v}'`).join(', ');
+/**
+ * The snapshot column: what the key columns do not hold. Rows written before schema 3 hold the
+ * whole snapshot; its keys equal the columns, so both read back the same.
+ */
+function snapshotJson(r: RecordSnapshot): string {
+  return JSON.stringify({ consent: r.consent, suppressed: r.suppressed, meta: r.meta });
+}
+
+function fromRecordRow(row: RecordRow): RecordSnapshot {
+  const body = JSON.parse(row.snapshot) as Pick<RecordSnapshot, 'consent' | 'suppressed' | 'meta'>;
+  return { connectorId: row.connector_id, recordId: row.record_id, subject: row.subject, consent: body.consent, suppressed: body.suppressed, meta: body.meta };
+}
 
 interface OutboxRow {
   seq: number;
@@ -125,6 +195,13 @@ export class SqliteStore implements Store {
   /** Tombstone buckets, cached per meta 'tombstones_gen' (bumped by every erasure, any process). */
   private buckets: { gen: string; set: Set<number> } | null = null;
   private readonly absorbChunk: number;
+  private readonly a: AbsorbStatements;
+  /**
+   * Per connector, the record ids logged by its current pull run: proves that a record's first
+   * snapshot in a run has no earlier one in that run (see ingestPage). Bounded: one filter each.
+   */
+  private readonly runRecords = new Map<string, { run: number; seen: BloomFilter }>();
+  private exportGen = 0;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.path = path;
@@ -149,6 +226,9 @@ export class SqliteStore implements Store {
       } else {
         this.schemaVersion = checkSchema(db, path);
       }
+      createAbsorbTempTables(db);
+      db.exec('CREATE TEMP TABLE IF NOT EXISTS ledger_order (gen INTEGER NOT NULL, pos INTEGER NOT NULL, subject TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (gen, pos)) WITHOUT ROWID');
+      this.a = prepareAbsorb(db);
       this.s = prepareStatements(db);
       this.salt = opts.salt ?? this.storedSalt();
     } catch (err) {
@@ -241,40 +321,25 @@ export class SqliteStore implements Store {
    */
   private logObservation(o: Observation, recMark: number | null, connectorId: string | null): void {
     const eligible = recMark !== null && o.kind === 'consent' && o.recordId !== null && o.source === connectorId;
-    this.s.logObs.run(
-      o.subject,
-      o.id,
-      o.source,
-      o.recordId ?? null,
-      o.kind,
-      o.channel,
-      o.purpose,
-      o.state,
-      o.strength,
-      o.statedAt ?? null,
-      o.how,
-      o.reference ?? null,
-      o.evidence ?? null,
-      o.reason ?? null,
-      o.observedAt,
-      eligible ? recMark : null,
-    );
+    this.s.logObs.run(o.subject, o.id, o.source, o.recordId ?? null, eligible ? recMark : null, observationBody(o));
   }
 
+  /** The snapshot column holds what the key columns do not (subject, connector and record ids are columns). */
   private logRecord(r: RecordSnapshot, runId: number | null): void {
-    this.s.logRec.run(r.subject, r.connectorId, r.recordId, JSON.stringify(r), runId);
+    this.s.logRec.run(r.subject, r.connectorId, r.recordId, snapshotJson(r), runId);
   }
 
   /**
    * Move the staging logs into the subject-clustered tables: observations (duplicates ignored),
    * records (per record, the latest logged snapshot wins; last_seen_run = the latest pull run that
    * saw it) and the dirty flags of every subject concerned. Sorted by subject, in chunks of
-   * ABSORB_CHUNK rows, each chunk one transaction; the event loop gets a turn between chunks.
+   * ABSORB_CHUNK rows (a whole full pull at once: see absorb.ts), each chunk one transaction; the
+   * event loop gets a turn between chunks.
    * Every read that needs subjects, observations or records calls this first; a read-only store
    * cannot, and reads the logs as well where it matters (subjectState).
    *
    * Echoes (policy rule 10): each observation is flagged while it moves, against the snapshot its
-   * record had before the observation was logged (ECHO_OF_LOG_ROW): the snapshots of the same
+   * record had before the observation was logged (absorb.ts): the snapshots of the same
    * chunk move only after its observations, and never past the mark of an observation still waiting.
    * Pull pages, webhook intake and pushed snapshots (completeOutbox) all come through these logs,
    * so the snapshot of our own push is "before" the pull or webhook that echoes it.
@@ -283,36 +348,22 @@ export class SqliteStore implements Store {
     this.live();
     if (this.readonly) return;
     // Cheap check outside any write transaction: nothing waiting is the common case.
-    if (this.s.minObsLog.get() === null && this.s.minRecLog.get() === null) return;
+    if (this.a.minObsLog.get() === null && this.a.minRecLog.get() === null) return;
     for (;;) {
-      const more = this.bulkTx(() => {
-        const obsFrom = this.s.minObsLog.get() as number | null;
-        const recFrom = this.s.minRecLog.get() as number | null;
-        if (obsFrom === null && recFrom === null) return false;
-        const obsTo = obsFrom === null ? 0 : obsFrom + this.absorbChunk - 1;
-        let recTo = recFrom === null ? 0 : recFrom + this.absorbChunk - 1;
-        if (recFrom !== null && obsFrom !== null) {
-          // Echo flags compare an observation with the snapshots logged before it: a snapshot logged
-          // after an observation that waits for a later chunk must not reach `records` before it.
-          // Marks grow with seq, so the first waiting one bounds them all.
-          const next = this.s.nextRecMark.get(obsTo) as number | undefined;
-          if (next !== undefined && next < recTo) recTo = next;
-        }
-        this.s.absorbDirty.run(obsTo, recTo);
-        if (obsFrom !== null) {
-          // Before this chunk's snapshots move: each observation is flagged against the old ones.
-          this.s.absorbObs.run(obsTo);
-          this.s.clearObsLog.run(obsTo);
-        }
-        if (recFrom !== null) {
-          this.s.absorbRec.run(recTo);
-          this.s.clearRecLog.run(recTo);
-        }
-        return true;
-      });
+      const more = this.bulkTx(() => absorbChunk(this.db, this.a, this.absorbChunk));
       if (!more) return;
       await yieldToLoop();
     }
+  }
+
+  /** The filter of record ids logged by this connector's run (a new run starts a new one). */
+  private runRecordsOf(connectorId: string, runId: number): BloomFilter {
+    let r = this.runRecords.get(connectorId);
+    if (r?.run !== runId) {
+      r = { run: runId, seen: new BloomFilter() };
+      this.runRecords.set(connectorId, r);
+    }
+    return r.seen;
   }
 
   private rememberDirty(subject: string, version: number): void {
@@ -374,6 +425,12 @@ export class SqliteStore implements Store {
     return this.bulkTx(() => {
       const isTombstoned = this.tombstoneFilter();
       const mark = this.recMark();
+      // Echoes (rule 10) compare an observation with the snapshot its record had before this page.
+      // When the store holds no record of this connector and the log none but this run's, such a
+      // snapshot can only be an earlier page's of this run: a record the run's filter has certainly
+      // not seen has none, and its observations are news (no mark: absorb need not look).
+      const ran = this.runRecordsOf(connectorId, runId);
+      const nothingBefore = this.s.anyRecordOf.get(connectorId) === undefined && this.s.otherRunLogged.get({ c: connectorId, r: runId }) === undefined;
       const tombstoned = new Map<string, RecordSnapshot>();
       const tombstonedObs: Observation[] = [];
       const seen = new Set<string>();
@@ -387,7 +444,7 @@ export class SqliteStore implements Store {
         // Already in the ledger (a nightly re-pull) or twice in this page: nothing to add.
         if (seen.has(o.id) || this.s.hasObs.get(o.subject, o.id) !== undefined) continue;
         seen.add(o.id);
-        this.logObservation(o, mark, connectorId);
+        this.logObservation(o, nothingBefore && o.recordId !== null && !ran.has(o.recordId) ? null : mark, connectorId);
         observationsAdded++;
       }
       for (const r of page.records) {
@@ -396,6 +453,7 @@ export class SqliteStore implements Store {
           continue;
         }
         this.logRecord(r, runId);
+        if (r.connectorId === connectorId) ran.add(r.recordId);
         recordsUpserted++;
       }
       // Observations of erased people that came without their record: report the record they name.
@@ -411,6 +469,10 @@ export class SqliteStore implements Store {
   }
 
   async dropUnseenRecords(connectorId: string, runId: number): Promise<number> {
+    // The first pull of a connector: the store holds no record of it and the log only this run's,
+    // so nothing can be unseen, and the log can wait to be absorbed with the other pulls' in one pass.
+    this.live();
+    if (this.s.anyRecordOf.get(connectorId) === undefined && this.s.otherRunLogged.get({ c: connectorId, r: runId }) === undefined) return 0;
     await this.absorb();
     return this.tx(() => {
       this.s.dirtyUnseen.run(connectorId, runId);
@@ -485,19 +547,35 @@ export class SqliteStore implements Store {
       states.push(st);
       this.rememberDirty(r.subject, r.dirty);
     }
-    this.loadInto(bySubject);
+    const first = (rows[0] as { subject: string }).subject;
+    const last = (rows[rows.length - 1] as { subject: string }).subject;
+    // Every subject between the first and the last is in the page (a full reconcile): read the range.
+    if (rows.length > 1 && this.s.countSubjectsIn.get(first, last) === rows.length) this.loadRange(bySubject, first, last);
+    else this.loadInto(bySubject);
     return states;
   }
 
   /** Observations and records of the given subjects: one query each. */
   private loadInto(bySubject: Map<string, SubjectState>): void {
     const list = JSON.stringify([...bySubject.keys()]);
-    for (const row of this.s.obsOfSubjects.iterate(list) as IterableIterator<ObservationRow>) {
-      bySubject.get(row.subject)?.observations.push(fromRow(row));
+    this.fill(bySubject, this.s.obsOfSubjects.iterate(list) as IterableIterator<ObservationRow>, this.s.recordsOfSubjects.iterate(list) as IterableIterator<RecordRow>);
+  }
+
+  /** The same for the subjects from `first` to `last`, all in the map: two range reads in key order. */
+  private loadRange(bySubject: Map<string, SubjectState>, first: string, last: string): void {
+    this.fill(bySubject, this.s.obsOfRange.iterate(first, last) as IterableIterator<ObservationRow>, this.s.recordsOfRange.iterate(first, last) as IterableIterator<RecordRow>);
+  }
+
+  private fill(bySubject: Map<string, SubjectState>, obs: IterableIterator<ObservationRow>, records: IterableIterator<RecordRow>): void {
+    let st: SubjectState | undefined;
+    for (const row of obs) {
+      if (st?.subject !== row[1]) st = bySubject.get(row[1]);
+      st?.observations.push(fromRow(row));
     }
-    for (const json of this.s.recordsOfSubjects.iterate(list) as IterableIterator<string>) {
-      const r = JSON.parse(json) as RecordSnapshot;
-      bySubject.get(r.subject)?.records.push(r);
+    st = undefined;
+    for (const row of records) {
+      if (st?.subject !== row.subject) st = bySubject.get(row.subject);
+      st?.records.push(fromRecordRow(row));
     }
   }
 
@@ -505,6 +583,32 @@ export class SqliteStore implements Store {
     await this.absorb();
     const subject = this.s.subjectOfRecord.get(connectorId, recordId) as string | undefined;
     return subject ?? null;
+  }
+
+  async subjectStates(subjects: readonly string[]): Promise<SubjectState[]> {
+    if (this.readonly) {
+      const out: SubjectState[] = [];
+      for (const s of subjects) out.push(await this.subjectState(s));
+      return out;
+    }
+    await this.absorb();
+    const bySubject = new Map<string, SubjectState>();
+    for (const subject of subjects) if (!bySubject.has(subject)) bySubject.set(subject, { subject, observations: [], records: [] });
+    for (let i = 0; i < subjects.length; i += STREAM_PAGE) {
+      const part = new Map<string, SubjectState>();
+      for (const subject of subjects.slice(i, i + STREAM_PAGE)) part.set(subject, bySubject.get(subject) as SubjectState);
+      this.loadInto(part);
+    }
+    // A subject asked for twice gets two states, as two subjectState calls would.
+    const given = new Set<string>();
+    return subjects.map((subject) => {
+      const st = bySubject.get(subject) as SubjectState;
+      if (!given.has(subject)) {
+        given.add(subject);
+        return st;
+      }
+      return { subject, observations: [...st.observations], records: [...st.records] };
+    });
   }
 
   async subjectState(subject: string): Promise<SubjectState> {
@@ -515,13 +619,13 @@ export class SqliteStore implements Store {
       // Cannot absorb: add what still waits in the logs (a scan, fine for one person).
       const ids = new Set(st.observations.map((o) => o.id));
       for (const row of this.s.obsLogOf.all(subject) as ObservationRow[]) {
-        if (ids.has(row.id)) continue;
-        ids.add(row.id);
+        if (ids.has(row[0])) continue;
+        ids.add(row[0]);
         st.observations.push(fromRow(row));
       }
       const latest = new Map(st.records.map((r) => [`${r.connectorId}\u0000${r.recordId}`, r]));
-      for (const json of this.s.recLogOf.all(subject) as string[]) {
-        const r = JSON.parse(json) as RecordSnapshot;
+      for (const row of this.s.recLogOf.all(subject) as RecordRow[]) {
+        const r = fromRecordRow(row);
         latest.set(`${r.connectorId}\u0000${r.recordId}`, r);
       }
       st.records = [...latest.values()];
@@ -531,13 +635,20 @@ export class SqliteStore implements Store {
 
   async commitReconcile(results: ReconcileResult[], lane: Lane): Promise<{ enqueued: number }> {
     await this.absorb();
-    // Derived from durable observations: lost with the last commits of a power loss, the subjects are still dirty and decided again.
+    // Not fsynced (bulkTx): all of it is derived from durable observations and redone if lost to a
+    // power loss, since the dirty flags it clears are lost with it (a change pushed meanwhile is
+    // planned again under the same key and pushed again: pushes are idempotent).
     return this.bulkTx(() => {
       const now = new Date().toISOString();
       let isTombstoned: ((subject: string) => boolean) | null = null;
       let enqueued = 0;
+      const current = new Map<string, number>();
+      for (const row of this.s.dirtyOf.iterate(JSON.stringify(results.map((r) => r.subject))) as IterableIterator<{ subject: string; dirty: number }>) {
+        current.set(row.subject, row.dirty);
+      }
+      const clear: string[] = [];
       for (const r of results) {
-        const dirty = this.s.getDirty.get(r.subject) as number | undefined;
+        const dirty = current.get(r.subject);
         if (dirty === undefined) {
           // Erased while it was being decided: writing now would bring the person back.
           isTombstoned ??= this.tombstoneFilter();
@@ -546,15 +657,16 @@ export class SqliteStore implements Store {
             continue;
           }
         }
-        this.s.upsertDecision.run(r.subject, JSON.stringify(r.decision), now);
+        this.s.upsertDecision.run(r.subject, encodeDecision(r.decision), now);
         for (const c of r.changes) if (this.enqueue(c, lane, now, false)) enqueued++;
         if (dirty !== undefined && dirty > 0) {
           const seen = this.loadedDirty.get(r.subject);
           // Marked again since it was read (a webhook meanwhile): leave it dirty for the next pass.
-          if (seen === undefined || seen === dirty) this.s.clearDirty.run(r.subject);
+          if (seen === undefined || seen === dirty) clear.push(r.subject);
         }
         this.loadedDirty.delete(r.subject);
       }
+      if (clear.length > 0) this.s.clearDirtyOf.run(JSON.stringify(clear));
       return { enqueued };
     });
   }
@@ -562,7 +674,7 @@ export class SqliteStore implements Store {
   async decision(subject: string): Promise<Decision | null> {
     this.live();
     const json = this.s.getDecision.get(subject) as string | undefined;
-    return json === undefined ? null : (JSON.parse(json) as Decision);
+    return json === undefined ? null : decodeDecision(subject, json);
   }
 
   async markAllDirty(): Promise<number> {
@@ -739,15 +851,20 @@ export class SqliteStore implements Store {
 
   async *iterateObservations(): AsyncIterable<Observation> {
     await this.absorb();
-    let at: { observedAt: string; seq: number } | undefined;
-    for (;;) {
-      this.live();
-      const rows = ((at === undefined ? this.s.ledgerFirst.all(STREAM_PAGE) : this.s.ledgerAfter.all(at.observedAt, at.seq, STREAM_PAGE)) as ObservationRow[]).map(fromRow);
-      const last = rows[rows.length - 1];
-      // Keyset position read before yielding: the consumer may be slow, writers go on meanwhile.
-      if (last !== undefined) at = { observedAt: last.observedAt, seq: this.s.seqOf.get(last.subject, last.id) as number };
-      yield* rows;
-      if (rows.length < STREAM_PAGE) return;
+    this.live();
+    // The ledger order (observedAt, then insertion) is sorted once per export into a temp table:
+    // no index is kept for it (pulls would rewrite it at random; see migration 3). The export is the
+    // ledger as it stood when it started; a row erased meanwhile is skipped.
+    const gen = ++this.exportGen;
+    const total = this.s.ledgerSnapshot.run(gen).changes;
+    try {
+      for (let from = 0; from < total; from += STREAM_PAGE) {
+        this.live();
+        const rows = (this.s.ledgerPage.all(gen, from, from + STREAM_PAGE) as ObservationRow[]).map(fromRow);
+        yield* rows;
+      }
+    } finally {
+      if (this.db.open) this.s.ledgerDrop.run(gen);
     }
   }
 
@@ -835,39 +952,21 @@ function prepareStatements(db: Database.Database) {
     bumpTombstonesGen: p(`INSERT INTO meta (key, value) VALUES ('tombstones_gen', '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value + 1 AS TEXT)`),
 
     hasObs: pluck('SELECT 1 FROM observations WHERE subject = ? AND id = ?'),
-    logObs: p(
-      `INSERT INTO obs_log (subject, id, source, record_id, kind, channel, purpose, state, strength, stated_at, how, reference, evidence, reason, observed_at, rec_mark)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
+    logObs: p('INSERT INTO obs_log (subject, id, source, record_id, rec_mark, body) VALUES (?, ?, ?, ?, ?, ?)'),
     recMark: pluck(`SELECT seq FROM sqlite_sequence WHERE name = 'rec_log'`),
     nextRecMark: pluck('SELECT rec_mark FROM obs_log WHERE seq > ? AND rec_mark IS NOT NULL ORDER BY seq LIMIT 1'),
     logRec: p('INSERT INTO rec_log (subject, connector_id, record_id, snapshot, run) VALUES (?, ?, ?, ?, ?)'),
-    minObsLog: pluck('SELECT min(seq) FROM obs_log'),
-    minRecLog: pluck('SELECT min(seq) FROM rec_log'),
-    absorbDirty: p(
-      `INSERT INTO subjects (subject, dirty)
-       SELECT subject, 1 FROM (SELECT subject FROM obs_log WHERE seq <= ? UNION SELECT subject FROM rec_log WHERE seq <= ?) WHERE true ORDER BY subject
-       ON CONFLICT (subject) DO UPDATE SET dirty = dirty + 1`,
+    anyRecordOf: pluck('SELECT 1 FROM records WHERE connector_id = ? LIMIT 1'),
+    // rec_log_run: (connector, NULL) rows, then runs before and after this one.
+    otherRunLogged: pluck(
+      `SELECT 1 FROM (
+         SELECT 1 FROM rec_log WHERE connector_id = @c AND run IS NULL
+         UNION ALL SELECT 1 FROM rec_log WHERE connector_id = @c AND run < @r
+         UNION ALL SELECT 1 FROM rec_log WHERE connector_id = @c AND run > @r
+       ) LIMIT 1`,
     ),
-    absorbObs: p(
-      `INSERT OR IGNORE INTO observations (subject, id, source, record_id, kind, channel, purpose, state, strength, stated_at, how, reference, evidence, reason, observed_at, seq, echo)
-       SELECT l.subject, l.id, l.source, l.record_id, l.kind, l.channel, l.purpose, l.state, l.strength, l.stated_at, l.how, l.reference, l.evidence, l.reason, l.observed_at, l.seq,
-         ${ECHO_OF_LOG_ROW}
-       FROM obs_log AS l WHERE l.seq <= ? ORDER BY l.subject, l.id`,
-    ),
-    absorbRec: p(
-      `INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run)
-       SELECT l.subject, l.connector_id, l.record_id, l.snapshot, g.run
-       FROM (SELECT max(seq) AS seq, max(run) AS run FROM rec_log WHERE seq <= ? GROUP BY connector_id, record_id) AS g
-       JOIN rec_log AS l ON l.seq = g.seq
-       WHERE true ORDER BY l.subject, l.connector_id, l.record_id
-       ON CONFLICT (connector_id, record_id) DO UPDATE SET
-         subject = excluded.subject, snapshot = excluded.snapshot, last_seen_run = coalesce(excluded.last_seen_run, records.last_seen_run)`,
-    ),
-    clearObsLog: p('DELETE FROM obs_log WHERE seq <= ?'),
-    clearRecLog: p('DELETE FROM rec_log WHERE seq <= ?'),
-    obsLogOf: p(`SELECT ${OBS_FIELDS}, ${ECHO_OF_LOG_ROW} AS echo FROM obs_log AS l WHERE l.subject = ? ORDER BY l.seq`),
-    recLogOf: pluck('SELECT snapshot FROM rec_log WHERE subject = ? ORDER BY seq'),
+    obsLogOf: p(`SELECT l.id, l.subject, ${ECHO_OF_LOG_ROW} AS echo, l.body FROM obs_log AS l WHERE l.subject = ? ORDER BY l.seq`).raw(true),
+    recLogOf: p('SELECT subject, connector_id, record_id, snapshot FROM rec_log WHERE subject = ? ORDER BY seq'),
     eraseObsLog: p('DELETE FROM obs_log WHERE subject = ?'),
     eraseRecLog: p('DELETE FROM rec_log WHERE subject = ?'),
 
@@ -886,10 +985,13 @@ function prepareStatements(db: Database.Database) {
     dirtyPageOnly: p(
       'SELECT subject, dirty FROM subjects WHERE dirty > 0 AND subject > ? AND subject IN (SELECT value FROM json_each(?)) ORDER BY subject LIMIT ?',
     ),
-    obsOfSubjects: p(`SELECT ${OBS_COLUMNS} FROM observations WHERE subject IN (SELECT value FROM json_each(?))`),
-    recordsOfSubjects: pluck('SELECT snapshot FROM records WHERE subject IN (SELECT value FROM json_each(?))'),
-    getDirty: pluck('SELECT dirty FROM subjects WHERE subject = ?'),
-    clearDirty: p('UPDATE subjects SET dirty = 0 WHERE subject = ?'),
+    obsOfSubjects: p(`SELECT ${OBS_READ} FROM observations WHERE subject IN (SELECT value FROM json_each(?))`).raw(true),
+    recordsOfSubjects: p('SELECT subject, connector_id, record_id, snapshot FROM records WHERE subject IN (SELECT value FROM json_each(?))'),
+    countSubjectsIn: pluck('SELECT count(*) FROM subjects WHERE subject >= ? AND subject <= ?'),
+    obsOfRange: p(`SELECT ${OBS_READ} FROM observations WHERE subject >= ? AND subject <= ?`).raw(true),
+    recordsOfRange: p('SELECT subject, connector_id, record_id, snapshot FROM records WHERE subject >= ? AND subject <= ?'),
+    dirtyOf: p('SELECT subject, dirty FROM subjects WHERE subject IN (SELECT value FROM json_each(?))'),
+    clearDirtyOf: p('UPDATE subjects SET dirty = 0 WHERE subject IN (SELECT value FROM json_each(?))'),
     markAllDirty: p('UPDATE subjects SET dirty = dirty + 1'),
     upsertDecision: p(
       'INSERT INTO decisions (subject, decision, decided_at) VALUES (?, ?, ?) ON CONFLICT (subject) DO UPDATE SET decision = excluded.decision, decided_at = excluded.decided_at',
@@ -965,9 +1067,15 @@ function prepareStatements(db: Database.Database) {
     insertTombstone: p('INSERT OR IGNORE INTO tombstones (subject_hash, bucket, created_at) VALUES (?, ?, ?)'),
     insertErasureAudit: p('INSERT INTO erasure_audit (subject_hash, source, erased_at) VALUES (?, ?, ?)'),
 
-    ledgerFirst: p(`SELECT ${OBS_COLUMNS} FROM observations ORDER BY observed_at, seq LIMIT ?`),
-    ledgerAfter: p(`SELECT ${OBS_COLUMNS} FROM observations WHERE (observed_at, seq) > (?, ?) ORDER BY observed_at, seq LIMIT ?`),
-    seqOf: pluck('SELECT seq FROM observations WHERE subject = ? AND id = ?'),
+    ledgerSnapshot: p(
+      `INSERT INTO temp.ledger_order (gen, pos, subject, id)
+       SELECT ?, row_number() OVER (ORDER BY json_extract(body, ${bodyPath('observedAt')}), seq), subject, id FROM observations`,
+    ),
+    ledgerPage: p(
+      `SELECT o.id, o.subject, o.echo, o.body FROM temp.ledger_order AS t JOIN observations AS o ON o.subject = t.subject AND o.id = t.id
+       WHERE t.gen = ? AND t.pos > ? AND t.pos <= ? ORDER BY t.pos`,
+    ).raw(true),
+    ledgerDrop: p('DELETE FROM temp.ledger_order WHERE gen = ?'),
     erasuresAfter: p('SELECT id, subject_hash AS subjectHash, source, erased_at AS erasedAt FROM erasure_audit WHERE id > ? ORDER BY id LIMIT ?'),
 
     countSubjects: pluck('SELECT count(*) FROM subjects'),

@@ -1,0 +1,238 @@
+import type { FileHandle } from 'node:fs/promises';
+
+/*
+ * A fast reader for the plain files almost every list export is: no quote character anywhere.
+ * For such a file csv-parse (with the options scanCsv uses: bom, relax_column_count, relax_quotes,
+ * skip_empty_lines) reduces to: skip a UTF-8 BOM; the first CR or LF decides the record
+ * delimiter ("\r\n", "\n" or "\r", fixed from then on; any other CR or LF is data); records are
+ * the non-empty runs between delimiters; fields are the record split on the field delimiter,
+ * decoded as UTF-8. This module implements exactly that, on raw chunks (Buffer.indexOf, one
+ * decode per record), and gives up (`Unsupported`) the moment the file is not that simple: a
+ * quote byte, a UTF-16 BOM, or a delimiter that is not plain ASCII. The caller then re-reads
+ * the file with csv-parse and skips the records already delivered, which csv-parse reads
+ * identically (they precede the first quote). The equivalence is property-tested against
+ * csv-parse (test/unit/csv-scan.test.ts).
+ */
+
+const NL = 0x0a;
+const CR = 0x0d;
+const QUOTE = 0x22;
+/** Bytes read at a time: one batch of records (~5k rows of a typical list). */
+const CHUNK = 1 << 18;
+const UTF8_BOM = [0xef, 0xbb, 0xbf] as const;
+
+/** The file is not one the fast reader handles (see above); nothing wrong with it. */
+export class Unsupported extends Error {}
+
+/** A record as the fast reader sees it; offsets are absolute in the file. */
+export interface FastRecord {
+  index: number;
+  /** 1-based line the record starts on. */
+  line: number;
+  fields: string[];
+  /** Where `raw` starts: the end of the previous record (blank lines before it belong to it). */
+  rawStart: number;
+  /** End of the record including its line ending. */
+  rawEnd: number;
+  /** The bytes [rawStart, rawEnd), only when asked for (`withRaw`). */
+  raw: Buffer | null;
+  leading: number;
+  /** raw ends with CR or LF. */
+  terminated: boolean;
+}
+
+/** Bytes of consecutive records the reader's `select` did not want, in one piece (raw bytes). */
+export interface FastCopy {
+  copy: true;
+  raw: Buffer;
+  /** One past the index of the last record in the range. */
+  endIndex: number;
+}
+
+/**
+ * Lets a caller skip the records it only copies (a rewrite): given the header's fields, the column
+ * of the address and a test of its "quick" form (trimmed, lower-cased cell text); records whose
+ * test is false come back as FastCopy byte ranges instead of records. null: every record.
+ */
+export type FastSelect = (header: readonly string[]) => { column: number; wants: (quick: string) => boolean } | null;
+
+/** Can the fast reader take this delimiter at all? (ASCII, never a quote, CR or LF.) */
+export function fastDelimiter(delimiter: string): boolean {
+  if (delimiter.length === 0) return false;
+  for (let i = 0; i < delimiter.length; i++) {
+    const c = delimiter.charCodeAt(i);
+    if (c > 0x7f || c === QUOTE || c === NL || c === CR) return false;
+  }
+  return true;
+}
+
+function countNl(b: Buffer, from: number, to: number): number {
+  let n = 0;
+  for (let i = b.indexOf(NL, from); i !== -1 && i < to; i = b.indexOf(NL, i + 1)) n++;
+  return n;
+}
+
+/**
+ * Stream the records of an open file from offset 0, in batches (one per chunk read), then return
+ * the tail (bytes after the last record). Throws Unsupported (after yielding only records
+ * csv-parse reads the same way) when the file needs the full parser.
+ */
+export async function* fastRecords(
+  fh: FileHandle,
+  delimiter: string,
+  withRaw: boolean,
+  chunkSize = CHUNK,
+  select?: FastSelect,
+): AsyncGenerator<Array<FastRecord | FastCopy>, Buffer> {
+  if (!fastDelimiter(delimiter)) throw new Unsupported('delimiter');
+  const delim = Buffer.from(delimiter, 'latin1');
+  let picked: { column: number; wants: (quick: string) => boolean } | null = null;
+  let copyStart = -1; // absolute start of the pending FastCopy, -1 if none
+  let buf: Buffer = Buffer.alloc(0);
+  let bufStart = 0; // absolute offset of buf[0]
+  let fileOffset = 0; // next byte to read
+  let eof = false;
+  let pos = 0; // scanning position in buf (start of the current line)
+  let prevEnd = 0; // absolute end of the previous record (raw of the next starts here)
+  let bomChecked = false;
+  let rd: Buffer | null = null; // the record delimiter once discovered
+  let line = 1;
+  let index = 0;
+  let checkedQuotes = 0; // buf offset up to which quotes were ruled out
+  let batch: Array<FastRecord | FastCopy> = [];
+  const readBuf = Buffer.allocUnsafe(chunkSize);
+
+  const more = async (): Promise<void> => {
+    const { bytesRead } = await fh.read(readBuf, 0, chunkSize, fileOffset);
+    if (bytesRead === 0) {
+      eof = true;
+      return;
+    }
+    fileOffset += bytesRead;
+    // Keep the bytes from the start of the pending raw (prevEnd) on.
+    const keepFrom = prevEnd - bufStart;
+    const kept = buf.subarray(keepFrom);
+    const next = Buffer.allocUnsafe(kept.length + bytesRead);
+    kept.copy(next, 0);
+    readBuf.copy(next, kept.length, 0, bytesRead);
+    checkedQuotes = Math.max(0, checkedQuotes - keepFrom);
+    pos -= keepFrom;
+    bufStart += keepFrom;
+    buf = next;
+    if (buf.indexOf(QUOTE, checkedQuotes) !== -1) throw new Unsupported('quote');
+    checkedQuotes = buf.length;
+  };
+
+  await more();
+  for (;;) {
+    if (!bomChecked) {
+      if (buf.length < 3 && !eof) {
+        await more();
+        continue;
+      }
+      if (buf.length >= 2 && buf[0] === 0xff && buf[1] === 0xfe) throw new Unsupported('utf16 bom');
+      if (buf.length >= 3 && buf[0] === UTF8_BOM[0] && buf[1] === UTF8_BOM[1] && buf[2] === UTF8_BOM[2]) pos = 3;
+      bomChecked = true;
+    }
+    if (rd === null) {
+      // The first CR or LF decides the record delimiter.
+      let i = pos;
+      while (i < buf.length && buf[i] !== NL && buf[i] !== CR) i++;
+      if (i === buf.length || (buf[i] === CR && i + 1 === buf.length && !eof)) {
+        if (!eof) {
+          await more();
+          continue;
+        }
+        if (i === buf.length) break; // no line ending at all: one last record (below)
+      }
+      if (buf[i] === NL) rd = Buffer.from([NL]);
+      else if (buf[i + 1] === NL) rd = Buffer.from([CR, NL]);
+      else rd = Buffer.from([CR]);
+    }
+    const rdLen = rd.length;
+    const rd0 = rd[0] as number;
+    for (;;) {
+      const at = rdLen === 1 ? buf.indexOf(rd0, pos) : buf.indexOf(rd, pos);
+      if (at === -1) break;
+      if (at === pos) {
+        // An empty line: skipped; its bytes go with the next record's raw.
+        pos = at + rdLen;
+        continue;
+      }
+      const end = at + rdLen;
+      if (picked !== null && !picked.wants(quickField(pos, at, picked.column))) {
+        // Only copied: no record built, the bytes join the pending range.
+        if (copyStart === -1) copyStart = prevEnd;
+        prevEnd = bufStart + end;
+        index++;
+      } else {
+        flushCopy();
+        batch.push(makeRecord(at, end));
+      }
+      pos = end;
+    }
+    if (eof) break;
+    flushCopy();
+    if (batch.length > 0) {
+      yield batch;
+      batch = [];
+    }
+    await more();
+  }
+  // End of file: a last line without a line ending is a record.
+  flushCopy();
+  if (pos < buf.length) {
+    const end = buf.length;
+    batch.push(makeRecord(end, end));
+    pos = end;
+  }
+  if (batch.length > 0) yield batch;
+  // The tail: bytes after the last record (blank lines).
+  return buf.subarray(prevEnd - bufStart);
+
+  function makeRecord(contentEnd: number, end: number): FastRecord {
+    const rawStartRel = prevEnd - bufStart;
+    const text = buf.toString('utf8', pos, contentEnd);
+    const fields = text.split(delimiter);
+    // Leading CR/LF bytes of raw (a BOM stops the count, as in a byte scan of raw).
+    let leading = 0;
+    while (rawStartRel + leading < end && (buf[rawStartRel + leading] === NL || buf[rawStartRel + leading] === CR)) leading++;
+    const startLine = line + countNl(buf, rawStartRel, rawStartRel + leading);
+    line += countNl(buf, rawStartRel, end);
+    const rec: FastRecord = {
+      index: index++,
+      line: startLine,
+      fields,
+      rawStart: prevEnd,
+      rawEnd: bufStart + end,
+      raw: withRaw ? buf.subarray(rawStartRel, end) : null,
+      leading,
+      // As a byte test of raw (a last line "\r" in an LF file counts as terminated).
+      terminated: buf[end - 1] === NL || buf[end - 1] === CR,
+    };
+    prevEnd = bufStart + end;
+    if (rec.index === 0 && select !== undefined) picked = select(fields);
+    return rec;
+  }
+
+  function flushCopy(): void {
+    if (copyStart === -1) return;
+    const from = copyStart - bufStart;
+    const to = prevEnd - bufStart;
+    batch.push({ copy: true, raw: buf.subarray(from, to), endIndex: index });
+    line += countNl(buf, from, to);
+    copyStart = -1;
+  }
+
+  /** The trimmed, lower-cased text of field `column` of the record [from, to) ('' if absent). */
+  function quickField(from: number, to: number, column: number): string {
+    let start = from;
+    for (let k = 0; k < column; k++) {
+      const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
+      if (d === -1 || d >= to) return '';
+      start = d + delim.length;
+    }
+    const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
+    return buf.toString('utf8', start, d === -1 || d > to ? to : d).trim().toLowerCase();
+  }
+}
