@@ -70,7 +70,7 @@ export class InFlightBudget {
 }
 
 /** Default room of applyAll: changes in flight across all its connectors. */
-export const APPLY_IN_FLIGHT = 100_000;
+export const APPLY_IN_FLIGHT = 50_000;
 
 export interface ApplyStats {
   /** Changes handed to push(). */

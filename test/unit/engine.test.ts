@@ -4,6 +4,7 @@ import type { Connector, ConnectorCapabilities, PullPage, PushResult } from '../
 import { applyOutbox, createEngine, erase, optOut, planReport, pullConnector, reconcile, type Engine, type EngineConfig } from '../../src/engine/index.js';
 import { scopeKey, subjectHash, type Change, type ConsentState, type ObservationInput, type RecordSnapshot } from '../../src/model/index.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite/index.js';
+import { InFlightBudget, applyAll } from '../../src/engine/apply.js';
 
 const SALT = 'engine-test-salt-0123456789';
 const T0 = Date.parse('2024-06-01T00:00:00.000Z');
@@ -429,6 +430,42 @@ describe('engine: pull -> reconcile -> apply', () => {
     const [stats] = await Promise.all([applying, statements]);
     expect(stats.ok).toBe(3);
     expect(esp.pushed.map((b) => b.map((c) => c.subject))).toEqual([['ann@example.com'], ['bob@example.com', 'cy@example.com']]);
+  });
+
+  it('applyAll keeps the shared budget of changes in flight across connectors (a batch larger than it runs alone)', async () => {
+    for (const capacity of [4, 6, 100]) {
+      const { engine, cs } = setup((clock) => [
+        new FakeConnector('crm', clock, { batchSize: 6, requestsPerInterval: 1000, intervalMs: 1000, concurrency: 2 }),
+        new FakeConnector('esp', clock, { batchSize: 6, requestsPerInterval: 1000, intervalMs: 1000, concurrency: 2 }),
+      ]);
+      const [crm, esp] = cs as [FakeConnector, FakeConnector];
+      for (let i = 0; i < 10; i++) {
+        crm.set(`p${i}@example.com`, 'email:*', 'denied', '2024-01-01T00:00:00.000Z');
+        esp.set(`p${i}@example.com`, 'email:newsletter', 'denied', '2024-01-01T00:00:00.000Z');
+      }
+      await pullAllFakes(engine);
+      await reconcile(engine);
+      let inFlight = 0;
+      let most = 0;
+      for (const c of cs) {
+        const push = c.push.bind(c);
+        c.push = async (changes) => {
+          inFlight += changes.length;
+          most = Math.max(most, inFlight);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          inFlight -= changes.length;
+          return push(changes);
+        };
+      }
+      const stats = await applyAll(engine, cs, { budget: new InFlightBudget(capacity) });
+      expect([...stats.values()].reduce((n, s) => n + s.ok, 0)).toBe(20);
+      expect(most).toBeLessThanOrEqual(Math.min(capacity, 24));
+      for (const c of cs) expect(Math.max(...c.pushed.map((b) => b.length))).toBeLessThanOrEqual(Math.min(capacity, 6));
+      if (capacity === 100) expect(most).toBeGreaterThan(6); // room for both connectors at once
+      expect(crm.pushed.length + esp.pushed.length).toBeGreaterThan(0);
+      await store?.close();
+      store = undefined;
+    }
   });
 
   it('batches respect batchSize', async () => {

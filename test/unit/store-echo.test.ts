@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
-import type { Observation } from '../../src/model/index.js';
+import type { Decision, Observation } from '../../src/model/index.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate, openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { SqliteStore, SqliteStoreOptions } from '../../src/store/sqlite/index.js';
 import { change, collect, obs, rec, tempStore } from './store-helpers.js';
@@ -154,6 +154,40 @@ describe('sqlite store: echoes (rule 10)', () => {
     expect(f[flip.id]).toBe(false);
     expect(f[again.id]).toBe(true);
     expect((await store.subjectState(A)).records[0]?.consent).toEqual({ 'email:*': 'denied' });
+  });
+
+  it('migrates a version-2 database with absorbed rows: observations, snapshots and decisions read back the same', async () => {
+    const { store, path, reopen } = fresh();
+    await store.close();
+    const { rmSync } = await import('node:fs');
+    rmSync(path, { force: true });
+    const db = new Database(path);
+    migrate(db, path, MIGRATIONS.filter((m) => m.version <= 2));
+    const o1 = obs(A, { state: 'denied', statedAt: T1 });
+    const o2 = { ...obs(A, { purpose: 'newsletter', state: 'granted', statedAt: null, reference: 'ref', evidence: 'form' }, '2024-12-31T00:00:00.000Z'), echo: true as const };
+    const insert = db.prepare(
+      `INSERT INTO observations (subject, id, source, record_id, kind, channel, purpose, state, strength, stated_at, how, reference, evidence, reason, observed_at, seq, echo)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    for (const [o, seq] of [[o1, 1], [o2, 2]] as const) {
+      insert.run(o.subject, o.id, o.source, o.recordId, o.kind, o.channel, o.purpose, o.state, o.strength, o.statedAt, o.how, o.reference, o.evidence, o.reason, o.observedAt, seq, 'echo' in o ? 1 : 0);
+    }
+    const snap = rec(A, { consent: { 'email:*': 'denied' } });
+    db.prepare('INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run) VALUES (?, ?, ?, ?, 1)').run(A, snap.connectorId, snap.recordId, JSON.stringify(snap));
+    const d: Decision = { subject: A, permissions: [{ channel: 'email', purpose: '*', state: 'denied', rule: 'R1-denial-sticky', decidedBy: o1.id, statedAt: T1, stale: false }], suppressions: [], erasureRequested: false };
+    db.prepare('INSERT INTO decisions (subject, decision, decided_at) VALUES (?, ?, ?)').run(A, JSON.stringify(d), T2);
+    db.close();
+    const migrated = reopen();
+    expect(migrated.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+    const st = await migrated.subjectState(A);
+    expect([...st.observations].sort((a, b) => (a.id < b.id ? -1 : 1))).toEqual([o1, o2].sort((a, b) => (a.id < b.id ? -1 : 1)));
+    expect(st.records).toEqual([snap]);
+    expect(await migrated.decision(A)).toEqual(d);
+    // the ledger in observedAt order: o2 was observed first
+    expect((await collect(migrated.iterateObservations())).map((o) => o.id)).toEqual([o2.id, o1.id]);
+    // a decision written now reads back the same in the compact form
+    await migrated.commitReconcile([{ subject: A, decision: { ...d, suppressions: [{ channel: 'email', reason: 'complaint', decidedBy: o1.id, statedAt: null }], erasureRequested: true }, changes: [] }], 'normal');
+    expect(await migrated.decision(A)).toEqual({ ...d, suppressions: [{ channel: 'email', reason: 'complaint', decidedBy: o1.id, statedAt: null }], erasureRequested: true });
   });
 
   it('migrates a version-1 database with waiting logs: old rows are news, rec_log seqs are kept and never reused', async () => {

@@ -84,6 +84,15 @@ describe('sqlite store: pull ingestion', () => {
     expect((await store.stats()).observations).toBe(3);
   });
 
+  it('subjectStates loads several people at once, as subjectState each', async () => {
+    const { store } = fresh();
+    await store.ingestPage('crm', 1, { observations: [obs('a@x.io'), obs('b@x.io', { state: 'granted' })], records: [rec('a@x.io'), rec('b@x.io')] }, null);
+    const many = await store.subjectStates(['b@x.io', 'a@x.io', 'b@x.io', 'none@x.io']);
+    expect(many).toEqual([await store.subjectState('b@x.io'), await store.subjectState('a@x.io'), await store.subjectState('b@x.io'), { subject: 'none@x.io', observations: [], records: [] }]);
+    expect(many[0]).not.toBe(many[2]);
+    expect(many[1]?.records).toHaveLength(1);
+  });
+
   it('saves the cursor in the same transaction as the page: a bad row writes nothing', async () => {
     const { store } = fresh();
     await store.ingestPage('crm', 1, { observations: [obs('a@x.io')], records: [rec('a@x.io')] }, 'c1');

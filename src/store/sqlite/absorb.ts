@@ -71,7 +71,7 @@ export function prepareAbsorb(db: Database.Database) {
     absorbObs: p(
       `INSERT OR IGNORE INTO observations (subject, id, seq, echo, body)
        SELECT l.subject, l.id, l.seq, ${ECHO_OF_LOG_ROW}, l.body
-       FROM obs_log AS l WHERE l.seq <= ? ORDER BY l.subject, l.id`,
+       FROM obs_log AS l WHERE l.seq <= ? ORDER BY l.subject, l.id, l.seq`,
     ),
     anyRecord: p('SELECT 1 FROM records LIMIT 1').pluck(),
     absorbRec: p(
@@ -90,14 +90,20 @@ export function prepareAbsorb(db: Database.Database) {
 
 export type AbsorbStatements = ReturnType<typeof prepareAbsorb>;
 
-/** Below this many snapshots, an empty `records` is filled with its index in place. */
-const BULK_RECORDS = 10_000;
+/** Fault tests only: die (SIGKILL) inside the absorb transaction, after 'observations' or 'records'. */
+const CRASH_AFTER = process.env.CONSENTD_TEST_CRASH_IN_ABSORB;
+const crashPoint = (step: string): void => {
+  if (CRASH_AFTER === step) process.kill(process.pid, 'SIGKILL');
+};
+
+/** From this many snapshots on, an empty `records` is filled first and its unique index built after. */
+export const BULK_RECORDS = 10_000;
 
 /**
  * One absorb transaction's work (the caller holds the write transaction): up to `chunk` rows of
  * each log. Returns false when both logs were empty.
  */
-export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: number): boolean {
+export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: number, bulkRecords = BULK_RECORDS): boolean {
   const obsFrom = s.minObsLog.get() as number | null;
   const recFrom = s.minRecLog.get() as number | null;
   if (obsFrom === null && recFrom === null) return false;
@@ -118,12 +124,14 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
       s.fillEchoKeys.run(obsTo);
       s.fillEchoOf.run(maxMark, obsTo);
     }
-    // Before this chunk's snapshots move: each observation is flagged against the old ones.
+    // Before this chunk's snapshots move: each observation is flagged against the old ones. The
+    // same statement logged twice (a pull re-run after a crash) keeps its first logging (seq order).
     s.absorbObs.run(obsTo);
     s.clearObsLog.run(obsTo);
+    crashPoint('observations');
   }
   if (recFrom !== null) {
-    if (recTo - recFrom >= BULK_RECORDS && s.anyRecord.get() === undefined) {
+    if (recTo - recFrom + 1 >= bulkRecords && s.anyRecord.get() === undefined) {
       db.exec('DROP INDEX records_id');
       s.absorbRecInto.run(recTo);
       db.exec('CREATE UNIQUE INDEX records_id ON records(connector_id, record_id)');
@@ -131,6 +139,7 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
       s.absorbRec.run(recTo);
     }
     s.clearRecLog.run(recTo);
+    crashPoint('records');
   }
   return true;
 }

@@ -44,6 +44,10 @@ export interface SqliteStoreOptions {
   pageSize?: number;
   /** Log rows absorbed per transaction (default ABSORB_CHUNK); tests use small values. */
   absorbChunk?: number;
+  /** Snapshots from which an empty records table is bulk-filled (default BULK_RECORDS); for tests. */
+  bulkRecords?: number;
+  /** Prove echo-free records at ingest (default true); tests compare with the proof off. */
+  echoProof?: boolean;
 }
 
 /** Page size of the streaming iterators. */
@@ -195,6 +199,8 @@ export class SqliteStore implements Store {
   /** Tombstone buckets, cached per meta 'tombstones_gen' (bumped by every erasure, any process). */
   private buckets: { gen: string; set: Set<number> } | null = null;
   private readonly absorbChunk: number;
+  private readonly bulkRecords: number | undefined;
+  private readonly echoProof: boolean;
   private readonly a: AbsorbStatements;
   /**
    * Per connector, the record ids logged by its current pull run: proves that a record's first
@@ -207,6 +213,8 @@ export class SqliteStore implements Store {
     this.path = path;
     this.readonly = opts.readonly === true;
     this.absorbChunk = Math.max(1, Math.floor(opts.absorbChunk ?? ABSORB_CHUNK));
+    this.bulkRecords = opts.bulkRecords;
+    this.echoProof = opts.echoProof !== false;
     const db = new Database(path, this.readonly ? { readonly: true, fileMustExist: true } : {});
     this.db = db;
     try {
@@ -350,7 +358,7 @@ export class SqliteStore implements Store {
     // Cheap check outside any write transaction: nothing waiting is the common case.
     if (this.a.minObsLog.get() === null && this.a.minRecLog.get() === null) return;
     for (;;) {
-      const more = this.bulkTx(() => absorbChunk(this.db, this.a, this.absorbChunk));
+      const more = this.bulkTx(() => absorbChunk(this.db, this.a, this.absorbChunk, this.bulkRecords));
       if (!more) return;
       await yieldToLoop();
     }
@@ -430,7 +438,8 @@ export class SqliteStore implements Store {
       // snapshot can only be an earlier page's of this run: a record the run's filter has certainly
       // not seen has none, and its observations are news (no mark: absorb need not look).
       const ran = this.runRecordsOf(connectorId, runId);
-      const nothingBefore = this.s.anyRecordOf.get(connectorId) === undefined && this.s.otherRunLogged.get({ c: connectorId, r: runId }) === undefined;
+      const nothingBefore =
+        this.echoProof && this.s.anyRecordOf.get(connectorId) === undefined && this.s.otherRunLogged.get({ c: connectorId, r: runId }) === undefined;
       const tombstoned = new Map<string, RecordSnapshot>();
       const tombstonedObs: Observation[] = [];
       const seen = new Set<string>();
