@@ -52,14 +52,6 @@ export class InFlightBudget {
     return want;
   }
 
-  /** Room for up to `n` changes if it is free now, else 0 (never waits). */
-  tryAcquire(n: number): number {
-    const want = Math.min(Math.max(1, n), this.capacity);
-    if (this.used + want > this.capacity) return 0;
-    this.used += want;
-    return want;
-  }
-
   release(n: number): void {
     if (n <= 0) return;
     this.used -= n;
