@@ -85,7 +85,25 @@ export function observationId(o: ObservationInput): string {
 
 export function toObservation(input: ObservationInput, observedAt: Date | string): Observation {
   const at = typeof observedAt === 'string' ? observedAt : observedAt.toISOString();
-  return { ...input, id: observationId(input), observedAt: at };
+  // Field by field (the fields of ObservationInput, in its order): a spread costs several times as
+  // much per observation on the pull path.
+  return {
+    subject: input.subject,
+    source: input.source,
+    recordId: input.recordId,
+    kind: input.kind,
+    channel: input.channel,
+    purpose: input.purpose,
+    state: input.state,
+    strength: input.strength,
+    statedAt: input.statedAt,
+    how: input.how,
+    reference: input.reference,
+    evidence: input.evidence,
+    reason: input.reason,
+    id: observationId(input),
+    observedAt: at,
+  };
 }
 
 /** The rules of DESIGN.md section 2, named in every decision. */
