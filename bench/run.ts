@@ -1,5 +1,5 @@
 /**
- * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--records N] [--platforms a,b]
+ * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--records N] [--platforms a,b] [--heap-mb M]
  * Benchmarks live in bench/<name>/; figures are written down in bench/README.md.
  * These machines are small (2 cores) and noisy: every bench reports medians.
  */
@@ -20,11 +20,18 @@ const { values, positionals } = parseArgs({
     duration: { type: 'string', default: '20' },
     records: { type: 'string', default: '200000' },
     platforms: { type: 'string' },
+    'heap-mb': { type: 'string' },
   },
 });
 
 const benches: Record<string, () => Promise<void>> = {
-  reconcile: () => benchReconcile({ people: Number(values.people ?? 100_000), runs: Number(values.runs), seed: Number(values.seed) }),
+  reconcile: () =>
+    benchReconcile({
+      people: Number(values.people ?? 100_000),
+      runs: Number(values.runs),
+      seed: Number(values.seed),
+      ...(values['heap-mb'] !== undefined ? { heapMb: Number(values['heap-mb']) } : {}),
+    }),
   'api-efficiency': () => benchApiEfficiency({ people: Number(values.people ?? 10_000), seed: Number(values.seed) }),
   converge: async () => {
     if (!(await benchConverge({ people: Number(values.people ?? 50_000), seed: Number(values.seed) }))) process.exitCode = 1;
