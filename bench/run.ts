@@ -1,5 +1,6 @@
 /**
- * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--records N] [--platforms a,b] [--echoes filtered|all]
+ * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--records N] [--platforms a,b]
+ *   [--echoes filtered|all] [--heap-mb M]
  * Benchmarks live in bench/<name>/; figures are written down in bench/README.md.
  * These machines are small (2 cores) and noisy: every bench reports medians.
  */
@@ -21,11 +22,18 @@ const { values, positionals } = parseArgs({
     records: { type: 'string', default: '200000' },
     platforms: { type: 'string' },
     echoes: { type: 'string', default: 'filtered' },
+    'heap-mb': { type: 'string' },
   },
 });
 
 const benches: Record<string, () => Promise<void>> = {
-  reconcile: () => benchReconcile({ people: Number(values.people ?? 100_000), runs: Number(values.runs), seed: Number(values.seed) }),
+  reconcile: () =>
+    benchReconcile({
+      people: Number(values.people ?? 100_000),
+      runs: Number(values.runs),
+      seed: Number(values.seed),
+      ...(values['heap-mb'] !== undefined ? { heapMb: Number(values['heap-mb']) } : {}),
+    }),
   'api-efficiency': () => benchApiEfficiency({ people: Number(values.people ?? 10_000), seed: Number(values.seed) }),
   converge: async () => {
     if (!(await benchConverge({ people: Number(values.people ?? 50_000), seed: Number(values.seed) }))) process.exitCode = 1;

@@ -1,8 +1,11 @@
 /**
  * bench/reconcile: N people across 4 CSV systems with realistic disagreement, the full
  * pipeline (pull -> store -> decide -> plan -> outbox -> apply) to an applied plan.
- *   npm run bench -- reconcile --people 100000 [--runs 3] [--seed 7]
+ *   npm run bench -- reconcile --people 100000 [--runs 3] [--seed 7] [--heap-mb 256]
  * Reports the median of the runs; each run starts from freshly generated files and an empty store.
+ * --heap-mb caps the pipeline process's V8 old space (--max-old-space-size), as Node sizes it
+ * by itself under a container memory limit; without it V8 on a large machine lets garbage grow
+ * to several times the live heap before collecting, which peak RSS then counts.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,7 +30,7 @@ export interface ReconcileFigures {
 }
 
 
-export async function benchReconcile(opts: { people: number; runs: number; seed: number }): Promise<void> {
+export async function benchReconcile(opts: { people: number; runs: number; seed: number; heapMb?: number }): Promise<void> {
   const pipeline = fileURLToPath(new URL('./pipeline.ts', import.meta.url));
   const results: ReconcileFigures[] = [];
   for (let run = 0; run < opts.runs; run++) {
@@ -35,7 +38,8 @@ export async function benchReconcile(opts: { people: number; runs: number; seed:
     try {
       const rows = await generateSystems(dir, opts.people, opts.seed);
       writeFileSync(join(dir, 'bench.yaml'), configYaml(dir));
-      const out = execFileSync(process.execPath, ['--import', 'tsx', pipeline, join(dir, 'bench.yaml')], {
+      const heap = opts.heapMb === undefined ? [] : [`--max-old-space-size=${opts.heapMb}`];
+      const out = execFileSync(process.execPath, [...heap, '--import', 'tsx', pipeline, join(dir, 'bench.yaml')], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],
         maxBuffer: 1 << 24,
@@ -49,6 +53,6 @@ export async function benchReconcile(opts: { people: number; runs: number; seed:
   }
   const keys = Object.keys(results[0] ?? {}) as Array<keyof ReconcileFigures>;
   const med = Object.fromEntries(keys.map((k) => [k, Math.round(median(results.map((r) => r[k])))]));
-  console.log(`\nreconcile, ${opts.people} people, median of ${opts.runs}:`);
+  console.log(`\nreconcile, ${opts.people} people${opts.heapMb === undefined ? '' : `, V8 old space ${opts.heapMb} MB`}, median of ${opts.runs}:`);
   console.table(med);
 }

@@ -85,6 +85,11 @@ export function prepareAbsorb(db: Database.Database) {
     absorbRecInto: p(`INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run) ${LATEST_SNAPSHOTS}`),
     clearObsLog: p('DELETE FROM obs_log WHERE seq <= ?'),
     clearRecLog: p('DELETE FROM rec_log WHERE seq <= ?'),
+    // The whole log absorbed: a DELETE without WHERE frees its pages at once (AUTOINCREMENT kept).
+    maxObsLog: p('SELECT max(seq) FROM obs_log').pluck(),
+    maxRecLog: p('SELECT max(seq) FROM rec_log').pluck(),
+    truncateObsLog: p('DELETE FROM obs_log'),
+    truncateRecLog: p('DELETE FROM rec_log'),
   };
 }
 
@@ -127,7 +132,8 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
     // Before this chunk's snapshots move: each observation is flagged against the old ones. The
     // same statement logged twice (a pull re-run after a crash) keeps its first logging (seq order).
     s.absorbObs.run(obsTo);
-    s.clearObsLog.run(obsTo);
+    if ((s.maxObsLog.get() as number) <= obsTo) s.truncateObsLog.run();
+    else s.clearObsLog.run(obsTo);
     crashPoint('observations');
   }
   if (recFrom !== null) {
@@ -138,7 +144,8 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
     } else {
       s.absorbRec.run(recTo);
     }
-    s.clearRecLog.run(recTo);
+    if ((s.maxRecLog.get() as number) <= recTo) s.truncateRecLog.run();
+    else s.clearRecLog.run(recTo);
     crashPoint('records');
   }
   return true;

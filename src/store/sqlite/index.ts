@@ -228,6 +228,8 @@ export class SqliteStore implements Store {
         // Every acknowledged write must survive a crash or a power loss: WAL + fsync on commit.
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = FULL');
+        // A bulk absorb writes its whole batch to the WAL; once checkpointed, the file shrinks back.
+        db.pragma('journal_size_limit = 67108864');
         db.pragma('foreign_keys = ON');
         migrate(db, path);
         this.schemaVersion = LATEST_SCHEMA_VERSION;
