@@ -1,6 +1,6 @@
 import type { Change, Decision, Observation } from '../model/index.js';
-import { planSubject } from '../plan/index.js';
-import { decide } from '../policy/index.js';
+import { planSubject, type PlanTarget } from '../plan/index.js';
+import { decide, type PolicyOptions } from '../policy/index.js';
 import type { SubjectState } from '../store/store.js';
 import type { Engine } from './context.js';
 
@@ -11,6 +11,8 @@ export interface SubjectPlan {
   changes: Change[];
   /** Source of the erasure request, when the decision asks for erasure. */
   erasureSource: string | null;
+  /** The dirty version the plan was made from (SubjectState.dirty). */
+  dirty?: number;
 }
 
 function erasureSource(observations: readonly Observation[]): string | null {
@@ -18,9 +20,16 @@ function erasureSource(observations: readonly Observation[]): string | null {
   return requests[0]?.source ?? null;
 }
 
-/** Decide one subject and plan its changes (pure given the engine's policy options and targets). */
-export function planSubjectState(engine: Engine, state: SubjectState, opts = engine.policyOptions()): SubjectPlan {
+/** Decide one subject and plan its changes: pure (also runs in the reconcile worker thread). */
+export function planState(state: SubjectState, opts: PolicyOptions, targets: readonly PlanTarget[]): SubjectPlan {
   const decision = decide(state.subject, state.observations, opts);
-  const changes = planSubject(decision, state.records, engine.targets());
-  return { subject: state.subject, decision, changes, erasureSource: decision.erasureRequested ? erasureSource(state.observations) : null };
+  const changes = planSubject(decision, state.records, targets);
+  const plan: SubjectPlan = { subject: state.subject, decision, changes, erasureSource: decision.erasureRequested ? erasureSource(state.observations) : null };
+  if (state.dirty !== undefined) plan.dirty = state.dirty;
+  return plan;
+}
+
+/** Decide one subject and plan its changes with the engine's policy options and targets. */
+export function planSubjectState(engine: Engine, state: SubjectState, opts = engine.policyOptions()): SubjectPlan {
+  return planState(state, opts, engine.targets());
 }

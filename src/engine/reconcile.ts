@@ -2,7 +2,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { subjectHash, type Change } from '../model/index.js';
 import type { Lane, ReconcileResult } from '../store/store.js';
 import type { Engine } from './context.js';
-import { planSubjectState } from './decide-subject.js';
+import { inThreadPages, workerPages, type PlanPages } from './plan-pages.js';
 
 /** Subjects decided per store round trip. */
 export const RECONCILE_PAGE = 2000;
@@ -12,6 +12,16 @@ export const RECONCILE_PAGE = 2000;
  * commits in groups of pages; memory holds one group's results (a few KB per subject).
  */
 export const RECONCILE_COMMIT = 20_000;
+/**
+ * From this many dirty subjects on, a full reconcile decides and plans on a worker thread while
+ * this thread commits (below it, starting the thread costs more than it saves).
+ */
+export const RECONCILE_WORKER_MIN = 20_000;
+
+export interface ReconcileOptions {
+  /** Decide on a worker thread: 'auto' (default: from RECONCILE_WORKER_MIN dirty subjects, when the store has a reader view), 'always' (when it has one), 'never'. */
+  worker?: 'auto' | 'always' | 'never';
+}
 
 export interface ReconcileStats {
   subjects: number;
@@ -34,12 +44,23 @@ function emptyStats(engine: Engine): ReconcileStats {
 /** Told, once a commit is done, which changes each of its (not erased) subjects needs. */
 export type PlannedListener = (subject: string, changes: readonly Change[]) => void;
 
-async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string[], onPlanned?: PlannedListener): Promise<ReconcileStats> {
+/** Where the plans come from: a worker thread for a large full reconcile, else this thread. */
+async function planPages(engine: Engine, only: readonly string[] | undefined, opts: ReconcileOptions): Promise<PlanPages> {
+  const mode = opts.worker ?? 'auto';
+  if (only === undefined && mode !== 'never' && (mode === 'always' || (await engine.store.dirtyCount()) >= RECONCILE_WORKER_MIN)) {
+    const spec = await engine.store.readerSpec();
+    if (spec !== null) return workerPages(engine, spec, RECONCILE_PAGE, Math.ceil(RECONCILE_COMMIT / RECONCILE_PAGE) + 1);
+  }
+  return inThreadPages(engine, RECONCILE_PAGE, only);
+}
+
+async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string[], onPlanned?: PlannedListener, opts: ReconcileOptions = {}): Promise<ReconcileStats> {
   const { store } = engine;
   const stats = emptyStats(engine);
   const runId = only === undefined ? await store.startRun('reconcile', null) : null;
+  let pages: PlanPages | null = null;
   try {
-    let after: string | null = null;
+    pages = await planPages(engine, only, opts);
     let batch: ReconcileResult[] = [];
     const commit = async (): Promise<void> => {
       if (batch.length > 0) {
@@ -49,11 +70,9 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
       batch = [];
     };
     for (;;) {
-      const page = await store.dirtySubjects(RECONCILE_PAGE, after, only);
+      const page = await pages.next();
       if (page.length === 0) break;
-      const opts = engine.policyOptions();
-      for (const state of page) {
-        const plan = planSubjectState(engine, state, opts);
+      for (const plan of page) {
         stats.subjects++;
         stats.changes += plan.changes.length;
         for (const c of plan.changes) stats.byConnector[c.connectorId] = (stats.byConnector[c.connectorId] ?? 0) + 1;
@@ -63,13 +82,13 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
           stats.enqueued += plan.changes.length;
           engine.logger.info({ subject: plan.subject, changes: plan.changes.length, source: plan.erasureSource }, 'subject erased');
         } else {
-          batch.push({ subject: plan.subject, decision: plan.decision, changes: plan.changes });
+          const result: ReconcileResult = { subject: plan.subject, decision: plan.decision, changes: plan.changes };
+          if (plan.dirty !== undefined) result.dirty = plan.dirty;
+          batch.push(result);
         }
       }
       if (batch.length >= RECONCILE_COMMIT) await commit();
-      after = page[page.length - 1]?.subject ?? after;
       engine.progress?.({ phase: 'reconcile', connectorId: null, counts: { subjects: stats.subjects, changes: stats.changes } });
-      if (page.length < RECONCILE_PAGE) break;
       // Webhooks and timers get a turn between pages (a full reconcile takes a while).
       await yieldToLoop();
     }
@@ -79,6 +98,8 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
   } catch (err) {
     if (runId !== null) await store.finishRun(runId, 'failed', flatten(stats), err instanceof Error ? err.message : String(err)).catch(() => undefined);
     throw err;
+  } finally {
+    await pages?.close();
   }
 }
 
@@ -87,8 +108,8 @@ function flatten(s: ReconcileStats): Record<string, number> {
 }
 
 /** Every dirty subject (after a pull). */
-export function reconcile(engine: Engine, lane: Lane = 'normal'): Promise<ReconcileStats> {
-  return reconcilePages(engine, lane);
+export function reconcile(engine: Engine, lane: Lane = 'normal', opts: ReconcileOptions = {}): Promise<ReconcileStats> {
+  return reconcilePages(engine, lane, undefined, undefined, opts);
 }
 
 /** The instant path: only these subjects (if dirty), e.g. after a CLI opt-out or a webhook. */

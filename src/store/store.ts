@@ -44,6 +44,8 @@ export interface SubjectState {
   subject: string;
   observations: Observation[];
   records: RecordSnapshot[];
+  /** From dirtySubjects: the dirty version read (commitReconcile clears the flag only if it is unchanged). */
+  dirty?: number;
 }
 
 export interface IngestResult {
@@ -57,7 +59,18 @@ export interface ReconcileResult {
   subject: string;
   decision: Decision;
   changes: Change[];
+  /**
+   * The dirty version the decision was made from (SubjectState.dirty). When absent, the store uses
+   * the version its own dirtySubjects() handed out, if it remembers one.
+   */
+  dirty?: number;
 }
+
+/**
+ * How another thread opens a read-only view of a store (see Store.readerSpec): plain data, so it
+ * can be posted to a worker. Only the store module interprets it (openStoreReader).
+ */
+export type StoreReaderSpec = { kind: 'sqlite'; path: string; salt: string };
 
 export interface WebhookIntake {
   connectorId: string;
@@ -108,6 +121,13 @@ export interface Store {
   recordWebhookEvents(events: WebhookIntake[], observationsByEvent: Map<string, Observation[]>, records: RecordSnapshot[]): Promise<string[]>;
 
   // ---- reconcile ----------------------------------------------------------
+  /** How many subjects are dirty (cheap; decides whether a reconcile is worth a worker thread). */
+  dirtyCount(): Promise<number>;
+  /**
+   * A read-only view of this store for another thread (null when there is none, e.g. an in-memory
+   * database). Every pending write is visible to it first (a SQLite store absorbs its logs).
+   */
+  readerSpec(): Promise<StoreReaderSpec | null>;
   /** Up to `limit` dirty subjects with their observations and records, subject order, after `after`. */
   dirtySubjects(limit: number, after: string | null, only?: readonly string[]): Promise<SubjectState[]>;
   /** The person a stored record belongs to, or null when the store holds no such record. */

@@ -16,6 +16,7 @@ import type {
   RunKind,
   RunStatus,
   Store,
+  StoreReaderSpec,
   StoreStats,
   SubjectState,
   WebhookIntake,
@@ -48,6 +49,14 @@ export interface SqliteStoreOptions {
   bulkRecords?: number;
   /** Prove echo-free records at ingest (default true); tests compare with the proof off. */
   echoProof?: boolean;
+  /**
+   * Read-only only: read one consistent snapshot, taken at open, for the life of the connection
+   * (the reconcile worker's view): every page read belongs to the same state, and the page cache
+   * stays valid while the writer commits (a read transaction per query would start cold after
+   * every commit of the other connection). The WAL cannot be checkpointed past this snapshot
+   * until the connection closes.
+   */
+  snapshot?: boolean;
 }
 
 /** Page size of the streaming iterators. */
@@ -241,6 +250,10 @@ export class SqliteStore implements Store {
       this.a = prepareAbsorb(db);
       this.s = prepareStatements(db);
       this.salt = opts.salt ?? this.storedSalt();
+      if (this.readonly && opts.snapshot === true) {
+        db.exec('BEGIN');
+        db.prepare('SELECT count(*) FROM meta').pluck().get();
+      }
     } catch (err) {
       db.close();
       throw err;
@@ -377,6 +390,10 @@ export class SqliteStore implements Store {
   }
 
   private rememberDirty(subject: string, version: number): void {
+    // A read-only view never commits, and its callers carry the version in SubjectState.dirty.
+    // (Nor would its map ever shrink: evicting the oldest of a Map that only grows walks the holes
+    // left at its head, which made a reader 7x slower at 1M subjects.)
+    if (this.readonly) return;
     this.loadedDirty.delete(subject);
     this.loadedDirty.set(subject, version);
     if (this.loadedDirty.size > MAX_REMEMBERED_DIRTY) {
@@ -543,6 +560,18 @@ export class SqliteStore implements Store {
 
   // ---- reconcile ----------------------------------------------------------------
 
+  async dirtyCount(): Promise<number> {
+    await this.absorb();
+    return this.s.countDirty.get() as number;
+  }
+
+  async readerSpec(): Promise<StoreReaderSpec | null> {
+    // An in-memory (or temporary) database exists in this connection only.
+    if (this.path === ':memory:' || this.path === '') return null;
+    await this.absorb();
+    return { kind: 'sqlite', path: this.path, salt: this.salt };
+  }
+
   async dirtySubjects(limit: number, after: string | null, only?: readonly string[]): Promise<SubjectState[]> {
     await this.absorb();
     if (limit <= 0 || (only !== undefined && only.length === 0)) return [];
@@ -553,7 +582,7 @@ export class SqliteStore implements Store {
     const bySubject = new Map<string, SubjectState>();
     const states: SubjectState[] = [];
     for (const r of rows) {
-      const st: SubjectState = { subject: r.subject, observations: [], records: [] };
+      const st: SubjectState = { subject: r.subject, observations: [], records: [], dirty: r.dirty };
       bySubject.set(r.subject, st);
       states.push(st);
       this.rememberDirty(r.subject, r.dirty);
@@ -671,7 +700,7 @@ export class SqliteStore implements Store {
         this.s.upsertDecision.run(r.subject, encodeDecision(r.decision), now);
         for (const c of r.changes) if (this.enqueue(c, lane, now, false)) enqueued++;
         if (dirty !== undefined && dirty > 0) {
-          const seen = this.loadedDirty.get(r.subject);
+          const seen = r.dirty ?? this.loadedDirty.get(r.subject);
           // Marked again since it was read (a webhook meanwhile): leave it dirty for the next pass.
           if (seen === undefined || seen === dirty) clear.push(r.subject);
         }

@@ -1,0 +1,164 @@
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Connector, ConnectorCapabilities } from '../../src/connectors/contract.js';
+import { createEngine, reconcile, type Engine } from '../../src/engine/index.js';
+import { RECONCILE_PAGE } from '../../src/engine/reconcile.js';
+import type { Change } from '../../src/model/index.js';
+import type { SqliteStore } from '../../src/store/sqlite/index.js';
+import type { Store } from '../../src/store/store.js';
+import { SALT, obs, rec, tempStore } from './store-helpers.js';
+
+/*
+ * A large full reconcile decides on a worker thread (reconcile-worker.ts) over a read-only snapshot
+ * of the store while the main thread commits. It must decide and plan exactly what the in-thread
+ * path decides, keep a subject that changed meanwhile dirty, and fail loudly.
+ */
+
+const caps: ConnectorCapabilities = {
+  consent: [
+    { channel: 'email', purpose: '*' },
+    { channel: 'email', purpose: 'newsletter' },
+  ],
+  suppression: ['email'],
+  pushGrants: true,
+  erase: true,
+  acceptsUnknownAddresses: false,
+};
+
+/** Connectors only as plan targets: nothing is pulled or pushed here. */
+function target(id: string): Connector {
+  return {
+    id,
+    kind: 'fake',
+    capabilities: caps,
+    limits: { batchSize: 100, requestsPerInterval: 100, intervalMs: 1000, concurrency: 1 },
+    pull: () => {
+      throw new Error('not pulled in this test');
+    },
+    push: () => Promise.reject(new Error('not pushed in this test')),
+    check: () => Promise.resolve({ ok: true, details: [] }),
+  } as unknown as Connector;
+}
+
+function engineOf(store: Store): Engine {
+  return createEngine({
+    config: {
+      salt: SALT,
+      purposes: [{ id: 'newsletter', description: '' }],
+      policy: { clockSkewMs: 60_000, reconfirmAfterMs: null, revokeStale: false, grantSources: ['cli', 'api', 'crm'] },
+      outbox: { maxAttempts: 4, baseDelayMs: 1_000, maxDelayMs: 60_000, lingerMs: 0 },
+    },
+    store,
+    connectors: [target('crm'), target('esp')],
+    logger: pino({ level: 'silent' }),
+    now: () => new Date('2025-06-01T00:00:00.000Z'),
+  });
+}
+
+const N = RECONCILE_PAGE * 2 + 321; // several pages, the last one partial
+const who = (i: number): string => `p${String(i).padStart(5, '0')}@example.com`;
+
+/** Disagreeing systems: a denial in one place, grants, a complaint, erasure requests. */
+async function fill(store: SqliteStore): Promise<void> {
+  const observations = [];
+  const records = [];
+  for (let i = 0; i < N; i++) {
+    const s = who(i);
+    records.push(rec(s, { consent: { 'email:*': 'granted', 'email:newsletter': 'granted' } }));
+    records.push(rec(s, { connectorId: 'esp', recordId: `e-${s}`, consent: { 'email:*': i % 7 === 0 ? 'denied' : 'granted' } }));
+    observations.push(obs(s, { state: 'granted', purpose: 'newsletter', evidence: 'signed form' }));
+    if (i % 7 === 0) observations.push(obs(s, { source: 'esp', recordId: `e-${s}`, statedAt: '2024-07-01T00:00:00.000Z' }));
+    if (i % 31 === 0) observations.push(obs(s, { kind: 'suppression', source: 'esp', recordId: `e-${s}`, reason: 'complaint' }));
+    if (i % 97 === 0) observations.push(obs(s, { kind: 'erasure', source: 'esp', recordId: null, purpose: '*' }));
+  }
+  await store.ingestPage('crm', 1, { observations, records }, null);
+}
+
+/** Everything a reconcile leaves behind: each subject's decision and the queued changes. */
+async function outcome(store: SqliteStore): Promise<{ decisions: unknown[]; changes: Change[]; dirty: number }> {
+  const decisions = [];
+  for (let i = 0; i < N; i++) decisions.push(await store.decision(who(i)));
+  const changes: Change[] = [];
+  for (const id of ['crm', 'esp']) for (const item of await store.claimOutbox(id, 1_000_000, Date.now())) changes.push(item.change);
+  changes.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return { decisions, changes, dirty: await store.dirtyCount() };
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+function freshStore(): SqliteStore {
+  const t = tempStore();
+  cleanups.push(t.cleanup);
+  return t.store;
+}
+
+describe('reconcile on a worker thread', () => {
+  it('decides, plans and erases exactly as the in-thread path', async () => {
+    const inThread = freshStore();
+    const onWorker = freshStore();
+    await fill(inThread);
+    await fill(onWorker);
+    const a = await reconcile(engineOf(inThread), 'normal', { worker: 'never' });
+    const b = await reconcile(engineOf(onWorker), 'normal', { worker: 'always' });
+    expect(b).toEqual(a);
+    expect(a.subjects).toBe(N);
+    expect(a.erased).toBeGreaterThan(0);
+    expect(a.changes).toBeGreaterThan(N / 7);
+    const left = await outcome(inThread);
+    const right = await outcome(onWorker);
+    expect(right.dirty).toBe(0);
+    expect(right).toEqual(left);
+    // The run is recorded like any other.
+    expect((await onWorker.lastRun('reconcile', null))?.status).toBe('ok');
+  });
+
+  it('a subject that changed while the worker decided stays dirty for the next pass', async () => {
+    const store = freshStore();
+    await fill(store);
+    const engine = engineOf(store);
+    const late = who(N - 5); // on the last page: the worker read it (from its snapshot) long before
+    let told = false;
+    const withProgress: Engine = {
+      ...engine,
+      progress: () => {
+        if (told) return;
+        told = true;
+        // An opt-out arrives (a webhook) after the worker took its snapshot.
+        void store.addObservations([obs(late, { source: 'cli', recordId: null, purpose: 'newsletter', statedAt: '2025-05-01T00:00:00.000Z', how: 'manual' })]);
+      },
+    };
+    await reconcile(withProgress, 'normal', { worker: 'always' });
+    expect(told).toBe(true);
+    expect(await store.dirtyCount()).toBe(1);
+    const [st] = await store.dirtySubjects(10, null);
+    expect(st?.subject).toBe(late);
+    const again = await reconcile(engine, 'normal', { worker: 'always' });
+    expect(again.subjects).toBe(1);
+    const d = await store.decision(late);
+    expect(d?.permissions.find((p) => p.purpose === 'newsletter')?.state).toBe('denied');
+  });
+
+  it('a worker that cannot open the store fails the reconcile, commits nothing and records the failure', async () => {
+    const store = freshStore();
+    await fill(store);
+    const broken = Object.create(store) as SqliteStore;
+    broken.readerSpec = () => Promise.resolve({ kind: 'sqlite', path: '/nonexistent/dir/consentd.db', salt: SALT });
+    await expect(reconcile(engineOf(broken), 'normal', { worker: 'always' })).rejects.toThrow(/nonexistent|unable to open|directory does not exist/i);
+    expect(await store.dirtyCount()).toBe(N);
+    expect((await store.lastRun('reconcile', null))?.status).toBe('failed');
+  });
+
+  it('an in-memory store has no reader view: the reconcile stays on this thread', async () => {
+    const t = tempStore();
+    cleanups.push(t.cleanup);
+    const { openSqliteStore } = await import('../../src/store/sqlite/index.js');
+    const mem = openSqliteStore(':memory:', { salt: SALT });
+    cleanups.push(() => mem.close());
+    expect(await mem.readerSpec()).toBeNull();
+    await fill(mem);
+    expect((await reconcile(engineOf(mem), 'normal', { worker: 'always' })).subjects).toBe(N);
+  });
+});
