@@ -53,6 +53,23 @@ export function prepareAbsorb(db: Database.Database) {
        SELECT subject, 1 FROM (SELECT subject FROM obs_log WHERE seq <= ? UNION SELECT subject FROM rec_log WHERE seq <= ?) WHERE true ORDER BY subject
        ON CONFLICT (subject) DO UPDATE SET dirty = dirty + 1`,
     ),
+    // The same set after a bulk load into empty clustered tables (see absorbChunk): `observations`
+    // then holds a row for every subject of the observation chunk (a duplicate ignored on the way
+    // has the subject of the row kept) and `records` one for every subject of the snapshot chunk.
+    // Both are read in key order and merged: no sort (the log form sorts 5M subjects twice).
+    absorbDirtyFromTables: p(
+      `INSERT INTO subjects (subject, dirty)
+       SELECT subject, 1 FROM (SELECT subject FROM observations UNION SELECT subject FROM records) WHERE true ORDER BY subject
+       ON CONFLICT (subject) DO UPDATE SET dirty = dirty + 1`,
+    ),
+    // After the per-record fallback, `records` may lack the earlier subject of a moved record: take
+    // the snapshots' subjects from the log (still there), the observations' from the table.
+    absorbDirtyFromObservations: p(
+      `INSERT INTO subjects (subject, dirty)
+       SELECT subject, 1 FROM (SELECT subject FROM observations UNION SELECT subject FROM rec_log WHERE seq <= ?) WHERE true ORDER BY subject
+       ON CONFLICT (subject) DO UPDATE SET dirty = dirty + 1`,
+    ),
+    anyObservation: p('SELECT 1 FROM observations LIMIT 1').pluck(),
     clearEchoKeys: p('DELETE FROM temp.echo_keys'),
     clearEchoOf: p('DELETE FROM temp.echo_of'),
     fillEchoKeys: p('INSERT OR IGNORE INTO temp.echo_keys SELECT source, record_id FROM obs_log WHERE seq <= ? AND rec_mark IS NOT NULL ORDER BY 1, 2'),
@@ -83,6 +100,20 @@ export function prepareAbsorb(db: Database.Database) {
     // Into an empty `records`: no conflict is possible (one row per record), and the unique index is
     // built once afterwards from sorted keys rather than grown at random.
     absorbRecInto: p(`INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run) ${LATEST_SNAPSHOTS}`),
+    // The same in one sort (by key, the latest first), records_id dropped: the first row of each
+    // (subject, connector, record) lands, the older ones of that key only raise last_seen_run to
+    // the latest pull run (a NULL run, pushed or webhook snapshot, keeps the other: max(run) of
+    // LATEST_SNAPSHOTS). Exact as long as no record was logged under two subjects (moved): then
+    // both would land, and building records_id afterwards fails; see absorbRecordsInBulk.
+    absorbRecSorted: p(
+      `INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run)
+       SELECT subject, connector_id, record_id, snapshot, run FROM rec_log WHERE seq <= ? ORDER BY subject, connector_id, record_id, seq DESC
+       ON CONFLICT (subject, connector_id, record_id) DO UPDATE SET last_seen_run = CASE
+         WHEN excluded.last_seen_run IS NULL THEN records.last_seen_run
+         WHEN records.last_seen_run IS NULL THEN excluded.last_seen_run
+         ELSE max(records.last_seen_run, excluded.last_seen_run) END`,
+    ),
+    clearRecords: p('DELETE FROM records'),
     clearObsLog: p('DELETE FROM obs_log WHERE seq <= ?'),
     clearRecLog: p('DELETE FROM rec_log WHERE seq <= ?'),
     // The whole log absorbed: a DELETE without WHERE frees its pages at once (AUTOINCREMENT kept).
@@ -104,6 +135,33 @@ const crashPoint = (step: string): void => {
 /** From this many snapshots on, an empty `records` is filled first and its unique index built after. */
 export const BULK_RECORDS = 10_000;
 
+const RECORDS_ID = 'CREATE UNIQUE INDEX records_id ON records(connector_id, record_id)';
+
+/**
+ * Fill an empty `records` from the snapshot log up to `recTo`, then build its unique index from
+ * sorted keys. Returns true when it took the one-sort path (one row per (subject, record) of the
+ * log: absorbDirtyFromTables may read the subjects of the snapshots from `records`).
+ * A record logged under two subjects (its email changed between two snapshots of the chunk: rare
+ * in a first load) makes the index fail; then `records` (empty before) is emptied again and filled
+ * per record with the window (two sorts), which lets the latest subject win.
+ */
+export function absorbRecordsInBulk(db: Database.Database, s: AbsorbStatements, recTo: number): boolean {
+  db.exec('DROP INDEX records_id');
+  s.absorbRecSorted.run(recTo);
+  try {
+    db.exec(RECORDS_ID);
+    return true;
+  } catch (err) {
+    // Only the uniqueness of (connector_id, record_id) is expected to fail; the failed statement
+    // alone is rolled back (the transaction goes on).
+    if ((err as { code?: unknown }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
+  }
+  s.clearRecords.run();
+  s.absorbRecInto.run(recTo);
+  db.exec(RECORDS_ID);
+  return false;
+}
+
 /**
  * One absorb transaction's work (the caller holds the write transaction): up to `chunk` rows of
  * each log. Returns false when both logs were empty.
@@ -120,7 +178,11 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
     const next = s.nextRecMark.get(obsTo) as number | undefined;
     if (next !== undefined && next < recTo) recTo = next;
   }
-  s.absorbDirty.run(obsTo, recTo);
+  const bulk = recFrom !== null && recTo - recFrom + 1 >= bulkRecords && s.anyRecord.get() === undefined;
+  // A bulk load into empty clustered tables (a first full pull): the dirty subjects are read from
+  // the tables once filled (absorbDirtyFromTables), in key order, instead of sorted from the logs.
+  const dirtyAfter = bulk && s.anyObservation.get() === undefined;
+  if (!dirtyAfter) s.absorbDirty.run(obsTo, recTo);
   if (obsFrom !== null) {
     s.clearEchoKeys.run();
     s.clearEchoOf.run();
@@ -137,10 +199,10 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
     crashPoint('observations');
   }
   if (recFrom !== null) {
-    if (recTo - recFrom + 1 >= bulkRecords && s.anyRecord.get() === undefined) {
-      db.exec('DROP INDEX records_id');
-      s.absorbRecInto.run(recTo);
-      db.exec('CREATE UNIQUE INDEX records_id ON records(connector_id, record_id)');
+    if (bulk) {
+      const onePass = absorbRecordsInBulk(db, s, recTo);
+      if (dirtyAfter && onePass) s.absorbDirtyFromTables.run();
+      else if (dirtyAfter) s.absorbDirtyFromObservations.run(recTo);
     } else {
       s.absorbRec.run(recTo);
     }
