@@ -12,6 +12,10 @@ import type Database from 'better-sqlite3';
  * the eligible observations with the snapshots of the same records (a window function), the
  * result kept in temp.echo_of (observation seq -> snapshot seq). No index on rec_log is needed
  * (a pull would rewrite it at random on every page).
+ *
+ * A bulk load into an empty `records` (a first full pull) sorts the snapshot log once
+ * (absorbRecordsInBulk) and builds records_id afterwards from sorted keys; when `observations` was
+ * empty too, the dirty subjects are read back from the filled tables in key order (no sort).
  */
 
 /** Log rows absorbed per transaction: large, so that a full pull is absorbed in one sorted pass. */
@@ -22,6 +26,7 @@ export function createAbsorbTempTables(db: Database.Database): void {
   db.exec(`
 CREATE TEMP TABLE IF NOT EXISTS echo_keys (connector_id TEXT NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (connector_id, record_id)) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS echo_of (seq INTEGER PRIMARY KEY, prev INTEGER NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS echo_obs (seq INTEGER PRIMARY KEY, source TEXT, record_id TEXT, rec_mark INTEGER NOT NULL);
 `);
 }
 
@@ -47,7 +52,12 @@ export function prepareAbsorb(db: Database.Database) {
     minObsLog: p('SELECT min(seq) FROM obs_log').pluck(),
     minRecLog: p('SELECT min(seq) FROM rec_log').pluck(),
     nextRecMark: p('SELECT rec_mark FROM obs_log WHERE seq > ? AND rec_mark IS NOT NULL ORDER BY seq LIMIT 1').pluck(),
-    maxMark: p('SELECT max(rec_mark) FROM obs_log WHERE seq <= ?').pluck(),
+    // The eligible observations of the chunk (rec_mark set; few in a first load), copied in one scan
+    // of obs_log: the mark bound, the keys and the echo window read them from here rather than
+    // scanning the whole log three times.
+    clearEchoObs: p('DELETE FROM temp.echo_obs'),
+    fillEchoObs: p('INSERT INTO temp.echo_obs (seq, source, record_id, rec_mark) SELECT seq, source, record_id, rec_mark FROM obs_log WHERE seq <= ? AND rec_mark IS NOT NULL'),
+    maxMark: p('SELECT max(rec_mark) FROM temp.echo_obs').pluck(),
     absorbDirty: p(
       `INSERT INTO subjects (subject, dirty)
        SELECT subject, 1 FROM (SELECT subject FROM obs_log WHERE seq <= ? UNION SELECT subject FROM rec_log WHERE seq <= ?) WHERE true ORDER BY subject
@@ -72,7 +82,7 @@ export function prepareAbsorb(db: Database.Database) {
     anyObservation: p('SELECT 1 FROM observations LIMIT 1').pluck(),
     clearEchoKeys: p('DELETE FROM temp.echo_keys'),
     clearEchoOf: p('DELETE FROM temp.echo_of'),
-    fillEchoKeys: p('INSERT OR IGNORE INTO temp.echo_keys SELECT source, record_id FROM obs_log WHERE seq <= ? AND rec_mark IS NOT NULL ORDER BY 1, 2'),
+    fillEchoKeys: p('INSERT OR IGNORE INTO temp.echo_keys SELECT source, record_id FROM temp.echo_obs ORDER BY 1, 2'),
     fillEchoOf: p(
       `INSERT INTO temp.echo_of (seq, prev)
        SELECT seq, prev FROM (
@@ -81,7 +91,7 @@ export function prepareAbsorb(db: Database.Database) {
            SELECT p.connector_id AS c, p.record_id AS r, p.seq AS pos, 0 AS kind, p.seq AS seq FROM rec_log AS p
              WHERE p.seq <= ? AND EXISTS (SELECT 1 FROM temp.echo_keys AS k WHERE k.connector_id = p.connector_id AND k.record_id = p.record_id)
            UNION ALL
-           SELECT l.source, l.record_id, l.rec_mark, 1, l.seq FROM obs_log AS l WHERE l.seq <= ? AND l.rec_mark IS NOT NULL
+           SELECT l.source, l.record_id, l.rec_mark, 1, l.seq FROM temp.echo_obs AS l
          )
        ) WHERE kind = 1 AND prev IS NOT NULL`,
     ),
@@ -98,7 +108,8 @@ export function prepareAbsorb(db: Database.Database) {
          subject = excluded.subject, snapshot = excluded.snapshot, last_seen_run = coalesce(excluded.last_seen_run, records.last_seen_run)`,
     ),
     // Into an empty `records`: no conflict is possible (one row per record), and the unique index is
-    // built once afterwards from sorted keys rather than grown at random.
+    // built once afterwards from sorted keys rather than grown at random. The fallback of
+    // absorbRecordsInBulk (a moved record); absorbRecSorted does the same in one sort otherwise.
     absorbRecInto: p(`INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run) ${LATEST_SNAPSHOTS}`),
     // The same in one sort (by key, the latest first), records_id dropped: the first row of each
     // (subject, connector, record) lands, the older ones of that key only raise last_seen_run to
@@ -186,10 +197,12 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
   if (obsFrom !== null) {
     s.clearEchoKeys.run();
     s.clearEchoOf.run();
-    const maxMark = s.maxMark.get(obsTo) as number | null;
+    s.clearEchoObs.run();
+    s.fillEchoObs.run(obsTo);
+    const maxMark = s.maxMark.get() as number | null;
     if (maxMark !== null && recFrom !== null && maxMark >= recFrom) {
-      s.fillEchoKeys.run(obsTo);
-      s.fillEchoOf.run(maxMark, obsTo);
+      s.fillEchoKeys.run();
+      s.fillEchoOf.run(maxMark);
     }
     // Before this chunk's snapshots move: each observation is flagged against the old ones. The
     // same statement logged twice (a pull re-run after a crash) keeps its first logging (seq order).
