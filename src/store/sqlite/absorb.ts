@@ -12,6 +12,10 @@ import type Database from 'better-sqlite3';
  * the eligible observations with the snapshots of the same records (a window function), the
  * result kept in temp.echo_of (observation seq -> snapshot seq). No index on rec_log is needed
  * (a pull would rewrite it at random on every page).
+ *
+ * A bulk load into an empty `records` (a first full pull) sorts the snapshot log once
+ * (absorbRecordsInBulk) and builds records_id afterwards from sorted keys; when `observations` was
+ * empty too, the dirty subjects are read back from the filled tables in key order (no sort).
  */
 
 /** Log rows absorbed per transaction: large, so that a full pull is absorbed in one sorted pass. */
@@ -22,6 +26,7 @@ export function createAbsorbTempTables(db: Database.Database): void {
   db.exec(`
 CREATE TEMP TABLE IF NOT EXISTS echo_keys (connector_id TEXT NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (connector_id, record_id)) WITHOUT ROWID;
 CREATE TEMP TABLE IF NOT EXISTS echo_of (seq INTEGER PRIMARY KEY, prev INTEGER NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS echo_obs (seq INTEGER PRIMARY KEY, source TEXT, record_id TEXT, rec_mark INTEGER NOT NULL);
 `);
 }
 
@@ -47,15 +52,37 @@ export function prepareAbsorb(db: Database.Database) {
     minObsLog: p('SELECT min(seq) FROM obs_log').pluck(),
     minRecLog: p('SELECT min(seq) FROM rec_log').pluck(),
     nextRecMark: p('SELECT rec_mark FROM obs_log WHERE seq > ? AND rec_mark IS NOT NULL ORDER BY seq LIMIT 1').pluck(),
-    maxMark: p('SELECT max(rec_mark) FROM obs_log WHERE seq <= ?').pluck(),
+    // The eligible observations of the chunk (rec_mark set; few in a first load), copied in one scan
+    // of obs_log: the mark bound, the keys and the echo window read them from here rather than
+    // scanning the whole log three times.
+    clearEchoObs: p('DELETE FROM temp.echo_obs'),
+    fillEchoObs: p('INSERT INTO temp.echo_obs (seq, source, record_id, rec_mark) SELECT seq, source, record_id, rec_mark FROM obs_log WHERE seq <= ? AND rec_mark IS NOT NULL'),
+    maxMark: p('SELECT max(rec_mark) FROM temp.echo_obs').pluck(),
     absorbDirty: p(
       `INSERT INTO subjects (subject, dirty)
        SELECT subject, 1 FROM (SELECT subject FROM obs_log WHERE seq <= ? UNION SELECT subject FROM rec_log WHERE seq <= ?) WHERE true ORDER BY subject
        ON CONFLICT (subject) DO UPDATE SET dirty = dirty + 1`,
     ),
+    // The same set after a bulk load into empty clustered tables (see absorbChunk): `observations`
+    // then holds a row for every subject of the observation chunk (a duplicate ignored on the way
+    // has the subject of the row kept) and `records` one for every subject of the snapshot chunk.
+    // Both are read in key order and merged: no sort (the log form sorts 5M subjects twice).
+    absorbDirtyFromTables: p(
+      `INSERT INTO subjects (subject, dirty)
+       SELECT subject, 1 FROM (SELECT subject FROM observations UNION SELECT subject FROM records) WHERE true ORDER BY subject
+       ON CONFLICT (subject) DO UPDATE SET dirty = dirty + 1`,
+    ),
+    // After the per-record fallback, `records` may lack the earlier subject of a moved record: take
+    // the snapshots' subjects from the log (still there), the observations' from the table.
+    absorbDirtyFromObservations: p(
+      `INSERT INTO subjects (subject, dirty)
+       SELECT subject, 1 FROM (SELECT subject FROM observations UNION SELECT subject FROM rec_log WHERE seq <= ?) WHERE true ORDER BY subject
+       ON CONFLICT (subject) DO UPDATE SET dirty = dirty + 1`,
+    ),
+    anyObservation: p('SELECT 1 FROM observations LIMIT 1').pluck(),
     clearEchoKeys: p('DELETE FROM temp.echo_keys'),
     clearEchoOf: p('DELETE FROM temp.echo_of'),
-    fillEchoKeys: p('INSERT OR IGNORE INTO temp.echo_keys SELECT source, record_id FROM obs_log WHERE seq <= ? AND rec_mark IS NOT NULL ORDER BY 1, 2'),
+    fillEchoKeys: p('INSERT OR IGNORE INTO temp.echo_keys SELECT source, record_id FROM temp.echo_obs ORDER BY 1, 2'),
     fillEchoOf: p(
       `INSERT INTO temp.echo_of (seq, prev)
        SELECT seq, prev FROM (
@@ -64,7 +91,7 @@ export function prepareAbsorb(db: Database.Database) {
            SELECT p.connector_id AS c, p.record_id AS r, p.seq AS pos, 0 AS kind, p.seq AS seq FROM rec_log AS p
              WHERE p.seq <= ? AND EXISTS (SELECT 1 FROM temp.echo_keys AS k WHERE k.connector_id = p.connector_id AND k.record_id = p.record_id)
            UNION ALL
-           SELECT l.source, l.record_id, l.rec_mark, 1, l.seq FROM obs_log AS l WHERE l.seq <= ? AND l.rec_mark IS NOT NULL
+           SELECT l.source, l.record_id, l.rec_mark, 1, l.seq FROM temp.echo_obs AS l
          )
        ) WHERE kind = 1 AND prev IS NOT NULL`,
     ),
@@ -81,8 +108,23 @@ export function prepareAbsorb(db: Database.Database) {
          subject = excluded.subject, snapshot = excluded.snapshot, last_seen_run = coalesce(excluded.last_seen_run, records.last_seen_run)`,
     ),
     // Into an empty `records`: no conflict is possible (one row per record), and the unique index is
-    // built once afterwards from sorted keys rather than grown at random.
+    // built once afterwards from sorted keys rather than grown at random. The fallback of
+    // absorbRecordsInBulk (a moved record); absorbRecSorted does the same in one sort otherwise.
     absorbRecInto: p(`INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run) ${LATEST_SNAPSHOTS}`),
+    // The same in one sort (by key, the latest first), records_id dropped: the first row of each
+    // (subject, connector, record) lands, the older ones of that key only raise last_seen_run to
+    // the latest pull run (a NULL run, pushed or webhook snapshot, keeps the other: max(run) of
+    // LATEST_SNAPSHOTS). Exact as long as no record was logged under two subjects (moved): then
+    // both would land, and building records_id afterwards fails; see absorbRecordsInBulk.
+    absorbRecSorted: p(
+      `INSERT INTO records (subject, connector_id, record_id, snapshot, last_seen_run)
+       SELECT subject, connector_id, record_id, snapshot, run FROM rec_log WHERE seq <= ? ORDER BY subject, connector_id, record_id, seq DESC
+       ON CONFLICT (subject, connector_id, record_id) DO UPDATE SET last_seen_run = CASE
+         WHEN excluded.last_seen_run IS NULL THEN records.last_seen_run
+         WHEN records.last_seen_run IS NULL THEN excluded.last_seen_run
+         ELSE max(records.last_seen_run, excluded.last_seen_run) END`,
+    ),
+    clearRecords: p('DELETE FROM records'),
     clearObsLog: p('DELETE FROM obs_log WHERE seq <= ?'),
     clearRecLog: p('DELETE FROM rec_log WHERE seq <= ?'),
     // The whole log absorbed: a DELETE without WHERE frees its pages at once (AUTOINCREMENT kept).
@@ -104,6 +146,33 @@ const crashPoint = (step: string): void => {
 /** From this many snapshots on, an empty `records` is filled first and its unique index built after. */
 export const BULK_RECORDS = 10_000;
 
+const RECORDS_ID = 'CREATE UNIQUE INDEX records_id ON records(connector_id, record_id)';
+
+/**
+ * Fill an empty `records` from the snapshot log up to `recTo`, then build its unique index from
+ * sorted keys. Returns true when it took the one-sort path (one row per (subject, record) of the
+ * log: absorbDirtyFromTables may read the subjects of the snapshots from `records`).
+ * A record logged under two subjects (its email changed between two snapshots of the chunk: rare
+ * in a first load) makes the index fail; then `records` (empty before) is emptied again and filled
+ * per record with the window (two sorts), which lets the latest subject win.
+ */
+export function absorbRecordsInBulk(db: Database.Database, s: AbsorbStatements, recTo: number): boolean {
+  db.exec('DROP INDEX records_id');
+  s.absorbRecSorted.run(recTo);
+  try {
+    db.exec(RECORDS_ID);
+    return true;
+  } catch (err) {
+    // Only the uniqueness of (connector_id, record_id) is expected to fail; the failed statement
+    // alone is rolled back (the transaction goes on).
+    if ((err as { code?: unknown }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
+  }
+  s.clearRecords.run();
+  s.absorbRecInto.run(recTo);
+  db.exec(RECORDS_ID);
+  return false;
+}
+
 /**
  * One absorb transaction's work (the caller holds the write transaction): up to `chunk` rows of
  * each log. Returns false when both logs were empty.
@@ -120,14 +189,20 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
     const next = s.nextRecMark.get(obsTo) as number | undefined;
     if (next !== undefined && next < recTo) recTo = next;
   }
-  s.absorbDirty.run(obsTo, recTo);
+  const bulk = recFrom !== null && recTo - recFrom + 1 >= bulkRecords && s.anyRecord.get() === undefined;
+  // A bulk load into empty clustered tables (a first full pull): the dirty subjects are read from
+  // the tables once filled (absorbDirtyFromTables), in key order, instead of sorted from the logs.
+  const dirtyAfter = bulk && s.anyObservation.get() === undefined;
+  if (!dirtyAfter) s.absorbDirty.run(obsTo, recTo);
   if (obsFrom !== null) {
     s.clearEchoKeys.run();
     s.clearEchoOf.run();
-    const maxMark = s.maxMark.get(obsTo) as number | null;
+    s.clearEchoObs.run();
+    s.fillEchoObs.run(obsTo);
+    const maxMark = s.maxMark.get() as number | null;
     if (maxMark !== null && recFrom !== null && maxMark >= recFrom) {
-      s.fillEchoKeys.run(obsTo);
-      s.fillEchoOf.run(maxMark, obsTo);
+      s.fillEchoKeys.run();
+      s.fillEchoOf.run(maxMark);
     }
     // Before this chunk's snapshots move: each observation is flagged against the old ones. The
     // same statement logged twice (a pull re-run after a crash) keeps its first logging (seq order).
@@ -137,10 +212,10 @@ export function absorbChunk(db: Database.Database, s: AbsorbStatements, chunk: n
     crashPoint('observations');
   }
   if (recFrom !== null) {
-    if (recTo - recFrom + 1 >= bulkRecords && s.anyRecord.get() === undefined) {
-      db.exec('DROP INDEX records_id');
-      s.absorbRecInto.run(recTo);
-      db.exec('CREATE UNIQUE INDEX records_id ON records(connector_id, record_id)');
+    if (bulk) {
+      const onePass = absorbRecordsInBulk(db, s, recTo);
+      if (dirtyAfter && onePass) s.absorbDirtyFromTables.run();
+      else if (dirtyAfter) s.absorbDirtyFromObservations.run(recTo);
     } else {
       s.absorbRec.run(recTo);
     }
