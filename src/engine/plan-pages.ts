@@ -1,13 +1,34 @@
 import { Worker } from 'node:worker_threads';
+import type { Change, Decision } from '../model/index.js';
 import type { PolicyOptions } from '../policy/index.js';
-import type { StoreReaderSpec } from '../store/store.js';
+import type { EncodedDecision, StoreReaderSpec } from '../store/store.js';
 import type { Engine } from './context.js';
 import { planSubjectState, type SubjectPlan } from './decide-subject.js';
 import type { ReconcileWorkerData } from './reconcile-worker.js';
 
+/** What the committing thread needs of one subject's plan. */
+export interface PagePlan {
+  subject: string;
+  /** The decision, or its stored form when planned on the worker thread. */
+  decision: Decision | EncodedDecision;
+  changes: Change[];
+  /** Set when the decision asks for erasure: the source that asked (null when none is named). */
+  erasure?: { source: string | null };
+  /** The dirty version planned from. */
+  dirty?: number;
+}
+
+/** A SubjectPlan as a page carries it, with the decision as given. */
+export function pagePlan(plan: SubjectPlan, decision: Decision | EncodedDecision): PagePlan {
+  const p: PagePlan = { subject: plan.subject, decision, changes: plan.changes };
+  if (plan.decision.erasureRequested) p.erasure = { source: plan.erasureSource };
+  if (plan.dirty !== undefined) p.dirty = plan.dirty;
+  return p;
+}
+
 /** Pages of plans for dirty subjects, in subject order. An empty page means there are no more. */
 export interface PlanPages {
-  next(): Promise<SubjectPlan[]>;
+  next(): Promise<PagePlan[]>;
   close(): Promise<void>;
 }
 
@@ -20,7 +41,10 @@ export function inThreadPages(engine: Engine, pageSize: number, only?: readonly 
       if (done) return [];
       const page = await engine.store.dirtySubjects(pageSize, after, only);
       const opts = engine.policyOptions();
-      const plans = page.map((state) => planSubjectState(engine, state, opts));
+      const plans = page.map((state) => {
+        const plan = planSubjectState(engine, state, opts);
+        return pagePlan(plan, plan.decision);
+      });
       after = page[page.length - 1]?.subject ?? after;
       done = page.length < pageSize;
       return plans;
@@ -32,7 +56,7 @@ export function inThreadPages(engine: Engine, pageSize: number, only?: readonly 
 /** Main thread -> worker: plan the next page (with the policy options of this moment), or stop. */
 export type WorkerRequest = { type: 'next'; opts: PolicyOptions } | { type: 'close' };
 /** Worker -> main thread, one reply per 'next', in order. */
-export type WorkerReply = { type: 'page'; plans: SubjectPlan[]; last: boolean } | { type: 'error'; message: string };
+export type WorkerReply = { type: 'page'; plans: PagePlan[]; last: boolean } | { type: 'error'; message: string };
 
 /**
  * Start the worker thread: reconcile-worker.js once built; from source (tsx, vitest) the .ts
@@ -40,11 +64,16 @@ export type WorkerReply = { type: 'page'; plans: SubjectPlan[]; last: boolean } 
  * the loader hooks of the thread that starts it).
  */
 function startWorker(data: ReconcileWorkerData): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./reconcile-worker.js', import.meta.url), { workerData: data });
+  // The worker holds one page at a time: a small heap keeps its garbage from growing the RSS.
+  const options = { workerData: data, resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } };
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./reconcile-worker.js', import.meta.url), options);
   const entry = JSON.stringify(new URL('./reconcile-worker.ts', import.meta.url).href);
   const loader = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  return new Worker(`import(${loader}).then((tsx) => { tsx.register(); return import(${entry}); });`, { eval: true, workerData: data });
+  return new Worker(`import(${loader}).then((tsx) => { tsx.register(); return import(${entry}); });`, { ...options, eval: true });
 }
+
+/** Old-generation heap of the reconcile worker, MB. */
+const WORKER_HEAP_MB = 96;
 
 interface Pending {
   resolve(reply: Extract<WorkerReply, { type: 'page' }>): void;

@@ -11,7 +11,7 @@ import type { PolicyOptions } from '../policy/index.js';
 import { openStoreReader } from '../store/open-reader.js';
 import type { StoreReaderSpec } from '../store/store.js';
 import { planState } from './decide-subject.js';
-import type { WorkerReply, WorkerRequest } from './plan-pages.js';
+import { pagePlan, type WorkerReply, type WorkerRequest } from './plan-pages.js';
 
 export interface ReconcileWorkerData {
   spec: StoreReaderSpec;
@@ -35,7 +35,11 @@ async function serve(req: Extract<WorkerRequest, { type: 'next' }>): Promise<voi
   }
   const page = await store.dirtySubjects(data.pageSize, after);
   const opts: PolicyOptions = req.opts;
-  const plans = page.map((state) => planState(state, opts, data.targets));
+  // The decision goes in its stored form: a string is cheap to pass and the committer stores it as is.
+  const plans = page.map((state) => {
+    const plan = planState(state, opts, data.targets);
+    return pagePlan(plan, store.encodeDecision(plan.decision));
+  });
   after = page[page.length - 1]?.subject ?? after;
   done = page.length < data.pageSize;
   port?.postMessage({ type: 'page', plans, last: done } satisfies WorkerReply);

@@ -76,11 +76,11 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
         stats.subjects++;
         stats.changes += plan.changes.length;
         for (const c of plan.changes) stats.byConnector[c.connectorId] = (stats.byConnector[c.connectorId] ?? 0) + 1;
-        if (plan.decision.erasureRequested) {
-          await store.eraseSubject(plan.subject, subjectHash(plan.subject, engine.config.salt), plan.erasureSource ?? 'unknown', plan.changes);
+        if (plan.erasure !== undefined) {
+          await store.eraseSubject(plan.subject, subjectHash(plan.subject, engine.config.salt), plan.erasure.source ?? 'unknown', plan.changes);
           stats.erased++;
           stats.enqueued += plan.changes.length;
-          engine.logger.info({ subject: plan.subject, changes: plan.changes.length, source: plan.erasureSource }, 'subject erased');
+          engine.logger.info({ subject: plan.subject, changes: plan.changes.length, source: plan.erasure.source }, 'subject erased');
         } else {
           const result: ReconcileResult = { subject: plan.subject, decision: plan.decision, changes: plan.changes };
           if (plan.dirty !== undefined) result.dirty = plan.dirty;

@@ -55,9 +55,15 @@ export interface IngestResult {
   tombstoned: RecordSnapshot[];
 }
 
+/**
+ * A decision in the store's own stored form (Store.encodeDecision): what a reconcile worker sends
+ * the committing thread instead of the object (cheaper to pass between threads and to commit).
+ */
+export type EncodedDecision = string & { readonly __storedDecision: true };
+
 export interface ReconcileResult {
   subject: string;
-  decision: Decision;
+  decision: Decision | EncodedDecision;
   changes: Change[];
   /**
    * The dirty version the decision was made from (SubjectState.dirty). When absent, the store uses
@@ -121,6 +127,8 @@ export interface Store {
   recordWebhookEvents(events: WebhookIntake[], observationsByEvent: Map<string, Observation[]>, records: RecordSnapshot[]): Promise<string[]>;
 
   // ---- reconcile ----------------------------------------------------------
+  /** The stored form of a decision (see EncodedDecision); a reader view encodes as its store does. */
+  encodeDecision(decision: Decision): EncodedDecision;
   /** How many subjects are dirty (cheap; decides whether a reconcile is worth a worker thread). */
   dirtyCount(): Promise<number>;
   /**

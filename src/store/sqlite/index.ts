@@ -7,6 +7,7 @@ import { StoreError } from '../errors.js';
 import { ACTIVE_OUTBOX_STATES, OUTBOX_STATES, statesLeadingTo } from '../outbox-states.js';
 import type {
   DeadLetter,
+  EncodedDecision,
   IngestResult,
   Lane,
   OutboxItem,
@@ -412,11 +413,13 @@ export class SqliteStore implements Store {
    * record drifted after our push) or, when `reviveDead`, dead. A change that is new (or re-armed)
    * supersedes the pending/retry rows of the same target with another key.
    */
-  private enqueue(c: Change, lane: Lane, now: string, reviveDead: boolean): boolean {
+  private enqueue(c: Change, lane: Lane, now: string, reviveDead: boolean, inFlight: ReadonlySet<string> | null = null): boolean {
     // The same target is being pushed right now under another key (a statement that arrived while
     // it was in flight, e.g. a platform's webhook for that very push, decided the scope anew): the
     // push in flight will land it, and retries if it fails. Queueing it again would push it twice.
-    if (this.s.inFlightSameTarget.get(c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.target, c.key) !== undefined) return false;
+    // `inFlight`: the connectors known (in this transaction) to have something in flight; a bulk
+    // commit skips the lookup for the others.
+    if ((inFlight === null || inFlight.has(c.connectorId)) && this.s.inFlightSameTarget.get(c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.target, c.key) !== undefined) return false;
     const json = JSON.stringify(c);
     let fresh = this.s.insertOutbox.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, lane, json, now, now).changes > 0;
     if (!fresh) {
@@ -459,6 +462,8 @@ export class SqliteStore implements Store {
       const ran = this.runRecordsOf(connectorId, runId);
       const nothingBefore =
         this.echoProof && this.s.anyRecordOf.get(connectorId) === undefined && this.s.otherRunLogged.get({ c: connectorId, r: runId }) === undefined;
+      // An empty ledger (a first load) holds none of them: one probe per page instead of one per row.
+      const ledgerHolds = this.s.anyObservation.get() !== undefined;
       const tombstoned = new Map<string, RecordSnapshot>();
       const tombstonedObs: Observation[] = [];
       const seen = new Set<string>();
@@ -470,7 +475,7 @@ export class SqliteStore implements Store {
           continue;
         }
         // Already in the ledger (a nightly re-pull) or twice in this page: nothing to add.
-        if (seen.has(o.id) || this.s.hasObs.get(o.subject, o.id) !== undefined) continue;
+        if (seen.has(o.id) || (ledgerHolds && this.s.hasObs.get(o.subject, o.id) !== undefined)) continue;
         seen.add(o.id);
         this.logObservation(o, nothingBefore && o.recordId !== null && !ran.has(o.recordId) ? null : mark, connectorId);
         observationsAdded++;
@@ -559,6 +564,10 @@ export class SqliteStore implements Store {
   }
 
   // ---- reconcile ----------------------------------------------------------------
+
+  encodeDecision(decision: Decision): EncodedDecision {
+    return encodeDecision(decision) as EncodedDecision;
+  }
 
   async dirtyCount(): Promise<number> {
     await this.absorb();
@@ -687,6 +696,7 @@ export class SqliteStore implements Store {
         current.set(row.subject, row.dirty);
       }
       const clear: string[] = [];
+      const inFlight = new Set(this.outboxConnectors().filter((id) => this.s.anyInFlight.get(id) !== undefined));
       for (const r of results) {
         const dirty = current.get(r.subject);
         if (dirty === undefined) {
@@ -697,8 +707,8 @@ export class SqliteStore implements Store {
             continue;
           }
         }
-        this.s.upsertDecision.run(r.subject, encodeDecision(r.decision), now);
-        for (const c of r.changes) if (this.enqueue(c, lane, now, false)) enqueued++;
+        this.s.upsertDecision.run(r.subject, typeof r.decision === 'string' ? r.decision : encodeDecision(r.decision), now);
+        for (const c of r.changes) if (this.enqueue(c, lane, now, false, inFlight)) enqueued++;
         if (dirty !== undefined && dirty > 0) {
           const seen = r.dirty ?? this.loadedDirty.get(r.subject);
           // Marked again since it was read (a webhook meanwhile): leave it dirty for the next pass.
@@ -992,6 +1002,7 @@ function prepareStatements(db: Database.Database) {
     bumpTombstonesGen: p(`INSERT INTO meta (key, value) VALUES ('tombstones_gen', '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value + 1 AS TEXT)`),
 
     hasObs: pluck('SELECT 1 FROM observations WHERE subject = ? AND id = ?'),
+    anyObservation: pluck('SELECT 1 FROM observations LIMIT 1'),
     logObs: p('INSERT INTO obs_log (subject, id, source, record_id, rec_mark, body) VALUES (?, ?, ?, ?, ?, ?)'),
     recMark: pluck(`SELECT seq FROM sqlite_sequence WHERE name = 'rec_log'`),
     nextRecMark: pluck('SELECT rec_mark FROM obs_log WHERE seq > ? AND rec_mark IS NOT NULL ORDER BY seq LIMIT 1'),
@@ -1053,6 +1064,7 @@ function prepareStatements(db: Database.Database) {
       `UPDATE outbox SET state = 'superseded', updated_at = ?
        WHERE connector_id = ? AND record_id = ? AND op = ? AND channel = ? AND purpose = ? AND state IN (${toSuperseded}) AND key <> ?`,
     ),
+    anyInFlight: pluck(`SELECT 1 FROM outbox WHERE connector_id = ? AND state = 'in_flight' LIMIT 1`),
     inFlightSameTarget: pluck(
       `SELECT 1 FROM outbox WHERE connector_id = ? AND state = 'in_flight' AND record_id = ? AND op = ? AND channel = ? AND purpose = ?
          AND json_extract(change, '$.target') IS ? AND key <> ? LIMIT 1`,
