@@ -91,6 +91,8 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
 
   const erased = new Set<string>();
   const consentTargets = new Map<string, ScopeTarget>();
+  /** Change index -> its scope's target (shared by the changes of one scope: the last one sets it). */
+  const targetOf: Array<ScopeTarget | undefined> = [];
   const suppressTargets = new Map<string, { channel: Channel; matched: boolean }>();
   const subjects = new Set<string>();
   /** Subject -> indexes of its changes (not erase), in batch order. */
@@ -117,9 +119,18 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     }
     if (c.target === null) return fail(i, 'set_consent without a target', 'CSV_BAD_CHANGE');
     if (purposes.native(c.purpose) === undefined) return fail(i, `purpose "${c.purpose}" is not mapped in settings.purposes`, 'CSV_UNSUPPORTED_SCOPE');
-    consentTargets.set(scope(email, c.channel, c.purpose), { target: c.target, evidence: `consentd:${c.rule ?? 'unknown'}:${c.decidedBy ?? 'none'}`, matched: false });
+    const k = scope(email, c.channel, c.purpose);
+    const evidence = `consentd:${c.rule ?? 'unknown'}:${c.decidedBy ?? 'none'}`;
+    let t = consentTargets.get(k);
+    if (t === undefined) consentTargets.set(k, (t = { target: c.target, evidence, matched: false }));
+    else Object.assign(t, { target: c.target, evidence });
+    targetOf[i] = t;
   });
-  const pending = (): number[] => changes.flatMap((_, i) => (results[i] === undefined ? [i] : []));
+  const pending = (): number[] => {
+    const out: number[] = [];
+    for (let i = 0; i < changes.length; i++) if (results[i] === undefined) out.push(i);
+    return out;
+  };
   if (pending().length === 0) return results as PushResult[];
 
   const dir = dirname(opts.path);
@@ -165,14 +176,14 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     const appendFor = (i: number, cols: HeaderMap): void => {
       const c = changes[i] as Change;
       if (results[i] !== undefined || erased.has(c.recordId) || c.op === 'erase') return;
-      const base = { line: 0, email: c.recordId, channel: c.channel, statedAt: now, reason: null };
+      // Facts spelled out in full (an object spread here cost more than the rest of the row).
       if (c.op === 'set_consent' && c.target !== null) {
-        const t = consentTargets.get(scope(c.recordId, c.channel, c.purpose));
+        const t = targetOf[i];
         if (!t || t.matched) return;
         t.matched = true;
         append(
           cols,
-          { ...base, kind: 'consent', purpose: c.purpose, state: t.target, strength: 'explicit', evidence: t.evidence },
+          { line: 0, email: c.recordId, kind: 'consent', channel: c.channel, purpose: c.purpose, state: t.target, strength: 'explicit', statedAt: now, evidence: t.evidence, reason: null },
           WRITE_WORDS[t.target],
           t.evidence,
           purposes.native(c.purpose) ?? ALL_PURPOSES,
@@ -184,7 +195,18 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
         const marker = cols.evidence !== undefined;
         append(
           cols,
-          { ...base, kind: marker ? 'marker' : 'suppression', purpose: ALL_PURPOSES, state: marker ? 'denied' : 'unknown', strength: 'explicit', evidence: SUPPRESSION_MARKER },
+          {
+            line: 0,
+            email: c.recordId,
+            kind: marker ? 'marker' : 'suppression',
+            channel: c.channel,
+            purpose: ALL_PURPOSES,
+            state: marker ? 'denied' : 'unknown',
+            strength: 'explicit',
+            statedAt: now,
+            evidence: SUPPRESSION_MARKER,
+            reason: null,
+          },
           marker ? WRITE_WORDS.denied : WRITE_WORDS.suppressed,
           SUPPRESSION_MARKER,
           purposes.native(ALL_PURPOSES) ?? ALL_PURPOSES,
