@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename as fsRename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Change, Channel } from '../../src/model/types.js';
+import type { Change, Channel, RecordSnapshot } from '../../src/model/types.js';
 import { ALL_PURPOSES } from '../../src/model/types.js';
 import type { PushResult } from '../../src/connectors/contract.js';
 import { SnapshotBuilder, SUPPRESSION_MARKER, WRITE_WORDS, interpretRow, parseHeader } from './mapping.js';
@@ -318,9 +318,15 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       renamed = true;
       await syncDir(dir);
     }
+    // One snapshot per record, shared by its changes' results (read-only: the engine copies to apply).
+    const snapshotOf = new Map<string, RecordSnapshot | undefined>();
     for (const i of pending()) {
       const c = changes[i] as Change;
-      const snapshot = c.op === 'erase' || erased.has(c.recordId) ? undefined : snapshots.get(c.recordId);
+      let snapshot: RecordSnapshot | undefined;
+      if (c.op !== 'erase' && !erased.has(c.recordId)) {
+        snapshot = snapshotOf.get(c.recordId);
+        if (snapshot === undefined) snapshotOf.set(c.recordId, (snapshot = snapshots.get(c.recordId)));
+      }
       results[i] = snapshot ? { key: c.key, status: 'ok', snapshot } : { key: c.key, status: 'ok' };
     }
     return results as PushResult[];

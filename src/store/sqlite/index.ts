@@ -704,12 +704,12 @@ export class SqliteStore implements Store {
         for (let i = 0; i < need && i < merged.length; i++) picked.push(merged[i] as number);
       }
       if (picked.length === 0) return [];
-      const rows = this.s.claim.all(new Date().toISOString(), JSON.stringify(picked)) as ClaimedRow[];
-      // RETURNING comes in no particular order: back to the picked one.
+      // RETURNING comes in no particular order: back to the picked one. Row by row (iterate), so
+      // that each row's text is garbage before the next is read, not a whole batch of them.
       const position = new Map<number, number>();
       for (let i = 0; i < picked.length; i++) position.set(picked[i] as number, i);
-      const items = new Array<OutboxItem>(rows.length);
-      for (const row of rows) {
+      const items = new Array<OutboxItem>(picked.length);
+      for (const row of this.s.claim.iterate(new Date().toISOString(), JSON.stringify(picked)) as IterableIterator<ClaimedRow>) {
         items[position.get(row[0]) as number] = {
           change: JSON.parse(row[1]) as Change,
           lane: row[2],
