@@ -62,7 +62,7 @@ const FNV_PRIME = 0x01000193;
 /** A hash kept as a small integer (a Set of them stays a set of Smis). */
 const SMI_MASK = 0x3fffffff;
 
-/** FNV-1a of a string's code units; only meaningful for ASCII (equal to asciiQuickHash of its bytes). */
+/** FNV-1a of a string's code units, for ASCII strings: the hash `wanted` computes over the same bytes. */
 function stringHash(s: string): number {
   let h = FNV_OFFSET;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);

@@ -81,7 +81,6 @@ class BufferedOut {
   }
 }
 
-
 const scope = (email: string, channel: string, purpose: string): string => `${email}\u0000${channel}\u0000${purpose}`;
 
 export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[]): Promise<PushResult[]> {
