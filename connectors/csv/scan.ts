@@ -51,10 +51,26 @@ export interface FastCopy {
 
 /**
  * Lets a caller skip the records it only copies (a rewrite): given the header's fields, the column
- * of the address and a test of its "quick" form (trimmed, lower-cased cell text); records whose
- * test is false come back as FastCopy byte ranges instead of records. null: every record.
+ * of the address and the addresses it wants, in their "quick" form (trimmed, lower-cased cell
+ * text). A record whose quick address is plain ASCII and not one of them comes back inside a
+ * FastCopy byte range instead of as a record. null: every record.
  */
-export type FastSelect = (header: readonly string[]) => { column: number; wants: (quick: string) => boolean } | null;
+export type FastSelect = (header: readonly string[]) => { column: number; addresses: ReadonlySet<string> } | null;
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+/** A hash kept as a small integer (a Set of them stays a set of Smis). */
+const SMI_MASK = 0x3fffffff;
+
+/** FNV-1a of a string's code units, for ASCII strings: the hash `wanted` computes over the same bytes. */
+function stringHash(s: string): number {
+  let h = FNV_OFFSET;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);
+  return h & SMI_MASK;
+}
+
+/** ASCII whitespace as String.prototype.trim sees it: TAB, LF, VT, FF, CR, space. */
+const isAsciiSpace = (b: number): boolean => b === 0x20 || (b >= 0x09 && b <= 0x0d);
 
 /** Can the fast reader take this delimiter at all? (ASCII, never a quote, CR or LF.) */
 export function fastDelimiter(delimiter: string): boolean {
@@ -86,7 +102,7 @@ export async function* fastRecords(
 ): AsyncGenerator<Array<FastRecord | FastCopy>, Buffer> {
   if (!fastDelimiter(delimiter)) throw new Unsupported('delimiter');
   const delim = Buffer.from(delimiter, 'latin1');
-  let picked: { column: number; wants: (quick: string) => boolean } | null = null;
+  let picked: { column: number; addresses: ReadonlySet<string>; hashes: Set<number> } | null = null;
   let copyStart = -1; // absolute start of the pending FastCopy, -1 if none
   let buf: Buffer = Buffer.alloc(0);
   let bufStart = 0; // absolute offset of buf[0]
@@ -160,7 +176,7 @@ export async function* fastRecords(
         continue;
       }
       const end = at + rdLen;
-      if (picked !== null && !picked.wants(quickField(pos, at, picked.column))) {
+      if (picked !== null && !wanted(pos, at, picked)) {
         // Only copied: no record built, the bytes join the pending range.
         if (copyStart === -1) copyStart = prevEnd;
         prevEnd = bufStart + end;
@@ -211,7 +227,14 @@ export async function* fastRecords(
       terminated: buf[end - 1] === NL || buf[end - 1] === CR,
     };
     prevEnd = bufStart + end;
-    if (rec.index === 0 && select !== undefined) picked = select(fields);
+    if (rec.index === 0 && select !== undefined) {
+      const sel = select(fields);
+      if (sel !== null) {
+        const hashes = new Set<number>();
+        for (const a of sel.addresses) if (isAscii(a)) hashes.add(stringHash(a));
+        picked = { ...sel, hashes };
+      }
+    }
     return rec;
   }
 
@@ -224,15 +247,35 @@ export async function* fastRecords(
     copyStart = -1;
   }
 
-  /** The trimmed, lower-cased text of field `column` of the record [from, to) ('' if absent). */
-  function quickField(from: number, to: number, column: number): string {
+  /**
+   * Is the record [from, to) wanted: is its quick address one of `p.addresses`, or not plain ASCII?
+   * Runs on the bytes, without building a string for the (many) records that are only copied: the
+   * quick form's hash (ASCII folded to lower case) is looked up first, the exact text only on a hit.
+   */
+  function wanted(from: number, to: number, p: { column: number; addresses: ReadonlySet<string>; hashes: Set<number> }): boolean {
     let start = from;
-    for (let k = 0; k < column; k++) {
+    for (let k = 0; k < p.column; k++) {
       const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
-      if (d === -1 || d >= to) return '';
+      if (d === -1 || d >= to) return p.addresses.has('');
       start = d + delim.length;
     }
     const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
-    return buf.toString('utf8', start, d === -1 || d > to ? to : d).trim().toLowerCase();
+    let end = d === -1 || d > to ? to : d;
+    while (start < end && isAsciiSpace(buf[start] as number)) start++;
+    while (end > start && isAsciiSpace(buf[end - 1] as number)) end--;
+    let h = FNV_OFFSET;
+    for (let i = start; i < end; i++) {
+      let b = buf[i] as number;
+      if (b >= 0x80) return true;
+      if (b >= 0x41 && b <= 0x5a) b |= 0x20;
+      h = Math.imul(h ^ b, FNV_PRIME);
+    }
+    return p.hashes.has(h & SMI_MASK) && p.addresses.has(buf.toString('latin1', start, end).toLowerCase());
   }
+}
+
+/** Plain ASCII (every code unit below 0x80). */
+export function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }

@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { open, rename as fsRename, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import type { Change, Channel } from '../../src/model/types.js';
+import type { Change, Channel, RecordSnapshot } from '../../src/model/types.js';
 import { ALL_PURPOSES } from '../../src/model/types.js';
 import type { PushResult } from '../../src/connectors/contract.js';
 import { SnapshotBuilder, SUPPRESSION_MARKER, WRITE_WORDS, interpretRow, parseHeader } from './mapping.js';
 import type { HeaderMap, RowContext, RowFact } from './mapping.js';
 import { CsvError, scanBatches } from './parse.js';
+import { isAscii } from './scan.js';
 
 /*
  * push(): make the file agree with a batch of changes by rewriting it atomically.
@@ -58,15 +59,14 @@ class BufferedOut {
   private size = 0;
   lastByte = -1;
   constructor(private readonly fh: FileHandle) {}
-  async write(b: Buffer): Promise<void> {
-    if (this.add(b)) await this.flush();
-  }
-  /** Buffer `b` without a promise (the per-row hot path); true when a flush() is due. */
-  add(b: Buffer): boolean {
-    if (b.length === 0) return false;
+  /** Buffer `b` without a promise (the per-row hot path); the caller flushes (see `due`). */
+  add(b: Buffer): void {
+    if (b.length === 0) return;
     this.parts.push(b);
     this.size += b.length;
     this.lastByte = b[b.length - 1] ?? -1;
+  }
+  get due(): boolean {
     return this.size >= 1 << 16;
   }
   async flush(): Promise<void> {
@@ -81,12 +81,6 @@ class BufferedOut {
   }
 }
 
-// Plain ASCII (every code unit below 0x80): the fast byte-for-byte copy is exact for such rows.
-const isAscii = (s: string): boolean => {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
-};
-
 const scope = (email: string, channel: string, purpose: string): string => `${email}\u0000${channel}\u0000${purpose}`;
 
 export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[]): Promise<PushResult[]> {
@@ -96,6 +90,8 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
 
   const erased = new Set<string>();
   const consentTargets = new Map<string, ScopeTarget>();
+  /** Change index -> its scope's target (shared by the changes of one scope: the last one sets it). */
+  const targetOf: Array<ScopeTarget | undefined> = [];
   const suppressTargets = new Map<string, { channel: Channel; matched: boolean }>();
   const subjects = new Set<string>();
   /** Subject -> indexes of its changes (not erase), in batch order. */
@@ -122,9 +118,18 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     }
     if (c.target === null) return fail(i, 'set_consent without a target', 'CSV_BAD_CHANGE');
     if (purposes.native(c.purpose) === undefined) return fail(i, `purpose "${c.purpose}" is not mapped in settings.purposes`, 'CSV_UNSUPPORTED_SCOPE');
-    consentTargets.set(scope(email, c.channel, c.purpose), { target: c.target, evidence: `consentd:${c.rule ?? 'unknown'}:${c.decidedBy ?? 'none'}`, matched: false });
+    const k = scope(email, c.channel, c.purpose);
+    const evidence = `consentd:${c.rule ?? 'unknown'}:${c.decidedBy ?? 'none'}`;
+    let t = consentTargets.get(k);
+    if (t === undefined) consentTargets.set(k, (t = { target: c.target, evidence, matched: false }));
+    else Object.assign(t, { target: c.target, evidence });
+    targetOf[i] = t;
   });
-  const pending = (): number[] => changes.flatMap((_, i) => (results[i] === undefined ? [i] : []));
+  const pending = (): number[] => {
+    const out: number[] = [];
+    for (let i = 0; i < changes.length; i++) if (results[i] === undefined) out.push(i);
+    return out;
+  };
   if (pending().length === 0) return results as PushResult[];
 
   const dir = dirname(opts.path);
@@ -153,7 +158,8 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     // run of adjacent rows (or at the end when the file has none): a pull cuts pages only between
     // subjects, so rows kept together are read back as one snapshot (rows appended at the end would
     // land in a later page, whose snapshot of the record would replace the first one).
-    const append = async (cols: HeaderMap, fact: RowFact, stateWord: string, evidence: string, purposeWord: string): Promise<void> => {
+    // Synchronous (rows are buffered; the loop flushes): an await per row cost more than the row.
+    const append = (cols: HeaderMap, fact: RowFact, stateWord: string, evidence: string, purposeWord: string): void => {
       const fields: string[] = new Array<string>(width).fill('');
       fields[cols.email] = fact.email;
       fields[cols.state] = stateWord;
@@ -161,22 +167,22 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       if (cols.purpose !== undefined) fields[cols.purpose] = purposeWord;
       if (cols.stated_at !== undefined) fields[cols.stated_at] = now;
       if (cols.evidence !== undefined) fields[cols.evidence] = evidence;
-      if (out.lastByte !== 0x0a && out.lastByte !== -1) await out.write(Buffer.from(eol));
-      await out.write(render(fields, true));
+      if (out.lastByte !== 0x0a && out.lastByte !== -1) out.add(Buffer.from(eol));
+      out.add(render(fields, true));
       snapshots.add(fact);
       dirty = true;
     };
-    const appendFor = async (i: number, cols: HeaderMap): Promise<void> => {
+    const appendFor = (i: number, cols: HeaderMap): void => {
       const c = changes[i] as Change;
       if (results[i] !== undefined || erased.has(c.recordId) || c.op === 'erase') return;
-      const base = { line: 0, email: c.recordId, channel: c.channel, statedAt: now, reason: null };
+      // Facts spelled out in full (an object spread here cost more than the rest of the row).
       if (c.op === 'set_consent' && c.target !== null) {
-        const t = consentTargets.get(scope(c.recordId, c.channel, c.purpose));
+        const t = targetOf[i];
         if (!t || t.matched) return;
         t.matched = true;
-        await append(
+        append(
           cols,
-          { ...base, kind: 'consent', purpose: c.purpose, state: t.target, strength: 'explicit', evidence: t.evidence },
+          { line: 0, email: c.recordId, kind: 'consent', channel: c.channel, purpose: c.purpose, state: t.target, strength: 'explicit', statedAt: now, evidence: t.evidence, reason: null },
           WRITE_WORDS[t.target],
           t.evidence,
           purposes.native(c.purpose) ?? ALL_PURPOSES,
@@ -186,9 +192,20 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
         if (!s || s.matched) return;
         s.matched = true;
         const marker = cols.evidence !== undefined;
-        await append(
+        append(
           cols,
-          { ...base, kind: marker ? 'marker' : 'suppression', purpose: ALL_PURPOSES, state: marker ? 'denied' : 'unknown', strength: 'explicit', evidence: SUPPRESSION_MARKER },
+          {
+            line: 0,
+            email: c.recordId,
+            kind: marker ? 'marker' : 'suppression',
+            channel: c.channel,
+            purpose: ALL_PURPOSES,
+            state: marker ? 'denied' : 'unknown',
+            strength: 'explicit',
+            statedAt: now,
+            evidence: SUPPRESSION_MARKER,
+            reason: null,
+          },
           marker ? WRITE_WORDS.denied : WRITE_WORDS.suppressed,
           SUPPRESSION_MARKER,
           purposes.native(ALL_PURPOSES) ?? ALL_PURPOSES,
@@ -197,9 +214,9 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     };
     /** Subject of the current run of adjacent rows, when it has changes of this batch. */
     let runSubject: string | null = null;
-    const enterRun = async (email: string | null, cols: HeaderMap): Promise<void> => {
+    const enterRun = (email: string | null, cols: HeaderMap): void => {
       if (email === runSubject) return;
-      if (runSubject !== null) for (const i of changeIndexes.get(runSubject) ?? []) await appendFor(i, cols);
+      if (runSubject !== null) for (const i of changeIndexes.get(runSubject) ?? []) appendFor(i, cols);
       runSubject = email !== null && changeIndexes.has(email) ? email : null;
     };
 
@@ -207,76 +224,84 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     // An ASCII address normalizes to its trimmed lower case (NFC is the identity on ASCII), so the
     // test is exact; anything else takes the full path. The reader applies the same test to skip
     // building such rows at all (they come as `copy` byte ranges).
-    const copied = (quick: string): boolean => !subjects.has(quick) && !erased.has(quick) && isAscii(quick);
-    const select = (header: readonly string[]): { column: number; wants: (quick: string) => boolean } | null => {
+    const addresses = new Set([...subjects, ...erased]);
+    const copied = (quick: string): boolean => !addresses.has(quick) && isAscii(quick);
+    const select = (header: readonly string[]): { column: number; addresses: ReadonlySet<string> } | null => {
       const h = parseHeader(header);
-      return h.ok ? { column: h.columns.email, wants: (quick) => !copied(quick) } : null;
+      return h.ok ? { column: h.columns.email, addresses } : null;
     };
     let rowCtx: RowContext | undefined;
-    for await (const batch of scanBatches(opts.path, opts.delimiter, true, select)) for (const rec of batch) {
-      if (rec.type === 'tail') {
-        await out.write(rec.raw);
-        break;
-      }
-      if (rec.type === 'copy') {
-        if (runSubject !== null && columns !== undefined) await enterRun(null, columns);
-        if (out.add(rec.raw)) await out.flush();
-        continue;
-      }
-      if (rec.index === 0) {
-        const h = parseHeader(rec.fields);
-        if (!h.ok) throw new CsvError('CSV_BAD_HEADER', `${opts.path}:${rec.line}: ${h.reason}`, rec.line);
-        columns = h.columns;
-        width = h.width;
-        eol = rec.raw.includes('\r\n') ? '\r\n' : '\n';
-        checkColumns(columns, changes, results, fail);
-        await out.write(rec.raw);
-        continue;
-      }
-      const cols = columns as HeaderMap;
-      if (copied((rec.fields[cols.email] ?? '').trim().toLowerCase())) {
-        if (runSubject !== null) await enterRun(null, cols);
-        if (out.add(rec.raw)) await out.flush();
-        continue;
-      }
-      const r = interpretRow(rec.fields, rec.line, rowCtx ?? (rowCtx = { ...opts.ctx, columns: cols }));
-      const email = r.ok === true ? r.fact.email : r.ok === false ? r.email : null;
-      await enterRun(email, cols);
-      if (email !== null && erased.has(email)) {
-        dirty = true;
-        continue;
-      }
-      if (r.ok !== true) {
-        await out.write(rec.raw);
-        continue;
-      }
-      let fact: RowFact = r.fact;
-      let raw = rec.raw;
-      if (fact.kind === 'consent') {
-        const t = consentTargets.get(scope(fact.email, fact.channel, fact.purpose));
-        if (t) {
-          t.matched = true;
-          if (fact.state !== t.target) {
-            const fields = [...rec.fields];
-            while (fields.length < width) fields.push('');
-            fields[cols.state] = WRITE_WORDS[t.target];
-            if (cols.stated_at !== undefined) fields[cols.stated_at] = now;
-            if (cols.evidence !== undefined) fields[cols.evidence] = t.evidence;
-            raw = Buffer.concat([rec.raw.subarray(0, rec.leading), render(fields, rec.terminated)]);
-            fact = { ...fact, state: t.target, statedAt: cols.stated_at !== undefined ? now : fact.statedAt };
-            dirty = true;
-          }
+    for await (const batch of scanBatches(opts.path, opts.delimiter, true, select)) {
+      for (const rec of batch) {
+        if (rec.type === 'tail') {
+          out.add(rec.raw);
+          break;
         }
-      } else if (fact.kind === 'suppression' || fact.kind === 'marker') {
-        const s = suppressTargets.get(`${fact.email}\u0000${fact.channel}`);
-        if (s) s.matched = true;
+        if (rec.type === 'copy') {
+          if (runSubject !== null && columns !== undefined) enterRun(null, columns);
+          out.add(rec.raw);
+          continue;
+        }
+        if (rec.index === 0) {
+          const h = parseHeader(rec.fields);
+          if (!h.ok) throw new CsvError('CSV_BAD_HEADER', `${opts.path}:${rec.line}: ${h.reason}`, rec.line);
+          columns = h.columns;
+          width = h.width;
+          eol = rec.raw.includes('\r\n') ? '\r\n' : '\n';
+          checkColumns(columns, changes, results, fail);
+          out.add(rec.raw);
+          continue;
+        }
+        const cols = columns as HeaderMap;
+        if (copied((rec.fields[cols.email] ?? '').trim().toLowerCase())) {
+          if (runSubject !== null) enterRun(null, cols);
+          out.add(rec.raw);
+          continue;
+        }
+        const r = interpretRow(rec.fields, rec.line, rowCtx ?? (rowCtx = { ...opts.ctx, columns: cols }));
+        const email = r.ok === true ? r.fact.email : r.ok === false ? r.email : null;
+        enterRun(email, cols);
+        if (email !== null && erased.has(email)) {
+          dirty = true;
+          continue;
+        }
+        if (r.ok !== true) {
+          out.add(rec.raw);
+          continue;
+        }
+        let fact: RowFact = r.fact;
+        let raw = rec.raw;
+        if (fact.kind === 'consent') {
+          const t = consentTargets.get(scope(fact.email, fact.channel, fact.purpose));
+          if (t) {
+            t.matched = true;
+            if (fact.state !== t.target) {
+              const fields = [...rec.fields];
+              while (fields.length < width) fields.push('');
+              fields[cols.state] = WRITE_WORDS[t.target];
+              if (cols.stated_at !== undefined) fields[cols.stated_at] = now;
+              if (cols.evidence !== undefined) fields[cols.evidence] = t.evidence;
+              raw = Buffer.concat([rec.raw.subarray(0, rec.leading), render(fields, rec.terminated)]);
+              fact = { ...fact, state: t.target, statedAt: cols.stated_at !== undefined ? now : fact.statedAt };
+              dirty = true;
+            }
+          }
+        } else if (fact.kind === 'suppression' || fact.kind === 'marker') {
+          const s = suppressTargets.get(`${fact.email}\u0000${fact.channel}`);
+          if (s) s.matched = true;
+        }
+        if (subjects.has(fact.email)) snapshots.add(fact);
+        out.add(raw);
       }
-      if (subjects.has(fact.email)) snapshots.add(fact);
-      await out.write(raw);
+      // One write per batch of the reader (a chunk of the file), not one per row.
+      await out.flush();
     }
     if (columns === undefined) throw new CsvError('CSV_BAD_HEADER', `${opts.path}: the file is empty (no header row)`);
     // Rows for changes no existing row could take (subjects absent from the file, the last run).
-    for (const i of pending()) await appendFor(i, columns);
+    for (const i of pending()) {
+      appendFor(i, columns);
+      if (out.due) await out.flush();
+    }
 
     await out.flush();
     await fh.sync();
@@ -292,9 +317,15 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       renamed = true;
       await syncDir(dir);
     }
+    // One snapshot per record, shared by its changes' results (read-only: the engine copies to apply).
+    const snapshotOf = new Map<string, RecordSnapshot | undefined>();
     for (const i of pending()) {
       const c = changes[i] as Change;
-      const snapshot = c.op === 'erase' || erased.has(c.recordId) ? undefined : snapshots.get(c.recordId);
+      let snapshot: RecordSnapshot | undefined;
+      if (c.op !== 'erase' && !erased.has(c.recordId)) {
+        snapshot = snapshotOf.get(c.recordId);
+        if (snapshot === undefined) snapshotOf.set(c.recordId, (snapshot = snapshots.get(c.recordId)));
+      }
       results[i] = snapshot ? { key: c.key, status: 'ok', snapshot } : { key: c.key, status: 'ok' };
     }
     return results as PushResult[];

@@ -102,18 +102,20 @@ describe('csv fast reader', () => {
   });
 
   it('with a select, the records it does not want come as byte ranges; everything else as csv-parse reads it', async () => {
-    const emails = fc.constantFrom('a@x.io', ' A@X.io', 'b@x.io', 'é@x.io', '', 'c@x.io ');
+    const emails = fc.constantFrom('a@x.io', ' A@X.io', '\tA@x.IO \t', 'b@x.io', 'B@x.io', 'é@x.io', ' \u00a0a@x.io', '', 'c@x.io ', 'ab@x.io');
     const row = fc.tuple(emails, fc.constantFrom('yes', 'no', ''), fc.boolean()).map(([e, st, short]) => (short ? e : `${st};${e};z`));
     await fc.assert(
       fc.asyncProperty(fc.array(fc.tuple(row, fc.constantFrom('\n', '\n\n', '\r\n')), { maxLength: 50 }), fc.constantFrom('state;email;x\n', '\uFEFFstate;email\n'), fc.constantFrom(3, 16, 1 << 20), async (rows, header, chunk) => {
         const path = join(dir, `s${n++}.csv`);
         await writeFile(path, header + rows.map(([r, eol]) => r + eol).join(''));
         const all = await collect(scanCsvWithParser(path, ';'));
-        const wanted = (quick: string): boolean => quick.startsWith('a') || quick === '';
+        // 'B@x.io' is never any record's quick form (lower case): the fold applies to the records only.
+        const addresses = new Set(['a@x.io', '', 'B@x.io']);
+        const wanted = (quick: string): boolean => addresses.has(quick) || [...quick].some((ch) => ch.charCodeAt(0) > 0x7f);
         const fh = await open(path, 'r');
         const got: Array<Record<string, unknown>> = [];
         try {
-          const it = fastRecords(fh, ';', true, chunk, (h) => (h.includes('email') ? { column: h.indexOf('email'), wants: wanted } : null));
+          const it = fastRecords(fh, ';', true, chunk, (h) => (h.includes('email') ? { column: h.indexOf('email'), addresses } : null));
           for (let next = await it.next(); ; next = await it.next()) {
             if (next.done === true) {
               got.push({ tail: next.value.toString('hex') });

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { change, decision, obs, rec, tempStore } from './store-helpers.js';
+import Database from 'better-sqlite3';
+import { change, decision, hashOf, obs, rec, tempStore } from './store-helpers.js';
 import type { SqliteStore } from '../../src/store/sqlite/index.js';
 import type { Change } from '../../src/model/index.js';
 
@@ -87,6 +88,65 @@ describe('sqlite store: outbox', () => {
     await store.completeOutbox([c.key], []);
     await store.completeOutbox([c.key], []);
     expect((await store.stats()).outbox.done).toBe(1);
+  });
+
+  it('claims and completes a batch at once: due retries in enqueue order among pending items, lanes kept apart', async () => {
+    const [a, b, c, d, h] = ['a@x.io', 'b@x.io', 'c@x.io', 'd@x.io', 'h@x.io'].map((s) => change(s));
+    const store = await storeWith([
+      { c: a as Change, lane: 'normal' },
+      { c: b as Change, lane: 'normal' },
+      { c: c as Change, lane: 'normal' },
+      { c: d as Change, lane: 'normal' },
+    ]);
+    const now = 1_700_000_000_000;
+    // a and c go back as retries (due), b stays in flight; d is pending; then h arrives in the high lane.
+    expect((await store.claimOutbox('crm', 3, now)).map((i) => i.change.key)).toEqual([a?.key, b?.key, c?.key]);
+    await store.retryOutbox(c?.key ?? '', now, 'timeout');
+    await store.retryOutbox(a?.key ?? '', now + 5, 'timeout');
+    await store.commitReconcile([{ subject: 'h@x.io', decision: decision('h@x.io'), changes: [h as Change] }], 'high');
+    const batch = await store.claimOutbox('crm', 10, now + 5);
+    expect(batch.map((i) => [i.change.key, i.lane, i.attempts, i.lastError])).toEqual([
+      [h?.key, 'high', 1, null],
+      [a?.key, 'normal', 2, 'timeout'],
+      [c?.key, 'normal', 2, 'timeout'],
+      [d?.key, 'normal', 1, null],
+    ]);
+    expect(batch.map((i) => i.change)).toEqual([h, a, c, d]);
+    // A limit cuts the merged order, not each state's.
+    await store.retryOutbox(d?.key ?? '', now, 'x');
+    await store.retryOutbox(a?.key ?? '', now, 'x');
+    expect((await store.claimOutbox('crm', 1, now)).map((i) => i.change.key)).toEqual([a?.key]);
+    // Completing a batch: every item in flight is done; one that is not (d is a retry) is left alone.
+    await store.completeOutbox([h?.key ?? '', a?.key ?? '', b?.key ?? '', c?.key ?? '', d?.key ?? '', 'no-such-key'], []);
+    const st = await store.stats();
+    expect(st.outbox).toMatchObject({ done: 4, retry: 1, in_flight: 0, pending: 0 });
+  });
+
+  it('completing a batch redacts only its erase changes', async () => {
+    const t = tempStore();
+    cleanups.push(t.cleanup);
+    const { store } = t;
+    const who = 'gone@x.io';
+    const keep = change('keep@x.io');
+    await store.commitReconcile([{ subject: 'keep@x.io', decision: decision('keep@x.io'), changes: [keep] }], 'high');
+    const erase = change(who, { op: 'erase', target: null, rule: null, decidedBy: null });
+    await store.eraseSubject(who, hashOf(who), 'cli', [erase]);
+    const items = await store.claimOutbox('crm', 10, Date.now());
+    expect(items.map((i) => i.change.key)).toEqual([keep.key, erase.key]);
+    await store.completeOutbox([keep.key, erase.key], []);
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const rows = db.prepare('SELECT key, state, subject, record_id, change FROM outbox ORDER BY seq').all() as Array<{ key: string; state: string; subject: string; record_id: string; change: string }>;
+      expect(rows.map((r) => [r.key, r.state])).toEqual([
+        [keep.key, 'done'],
+        [erase.key, 'done'],
+      ]);
+      expect(rows[0]).toMatchObject({ subject: 'keep@x.io', record_id: keep.recordId, change: JSON.stringify(keep) });
+      expect(rows[1]).toMatchObject({ subject: hashOf(who), record_id: hashOf(erase.recordId) });
+      expect(rows[1]?.change).not.toContain(who);
+    } finally {
+      db.close();
+    }
   });
 
   it('a retry is not due before notBefore', async () => {

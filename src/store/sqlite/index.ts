@@ -169,15 +169,8 @@ function fromRecordRow(row: RecordRow): RecordSnapshot {
   return { connectorId: row.connector_id, recordId: row.record_id, subject: row.subject, consent: body.consent, suppressed: body.suppressed, meta: body.meta };
 }
 
-interface OutboxRow {
-  seq: number;
-  change: string;
-  lane: Lane;
-  attempts: number;
-  not_before: number;
-  last_error: string | null;
-  enqueued_at: string;
-}
+/** A claimed row as the claim's RETURNING gives it (raw): seq, change, lane, attempts, not_before, last_error, enqueued_at. */
+type ClaimedRow = [number, string, Lane, number, number, string | null, string];
 
 interface RunRow {
   id: number;
@@ -738,28 +731,35 @@ export class SqliteStore implements Store {
     if (limit <= 0) return [];
     // A claim lost to a power loss leaves the items pending, where requeueInFlight would put them anyway.
     return this.bulkTx(() => {
-      const picked: OutboxRow[] = [];
+      // The seqs first (index only), high lane first, each lane in enqueue order; then one UPDATE
+      // for the whole batch (a statement per row cost more than the row's own work).
+      const picked: number[] = [];
       for (const lane of LANES) {
         const need = limit - picked.length;
         if (need <= 0) break;
-        const pending = this.s.duePending.all(connectorId, lane, need) as OutboxRow[];
-        const retry = this.s.dueRetry.all(connectorId, lane, now, need) as OutboxRow[];
-        const merged = retry.length === 0 ? pending : [...pending, ...retry].sort((a, b) => a.seq - b.seq);
-        for (let i = 0; i < need && i < merged.length; i++) picked.push(merged[i] as OutboxRow);
+        const pending = this.s.duePending.all(connectorId, lane, need) as number[];
+        const retry = this.s.dueRetry.all(connectorId, lane, now, need) as number[];
+        const merged = retry.length === 0 ? pending : [...pending, ...retry].sort((a, b) => a - b);
+        for (let i = 0; i < need && i < merged.length; i++) picked.push(merged[i] as number);
       }
-      const at = new Date().toISOString();
-      return picked.map((row) => {
-        this.s.claim.run(at, row.seq);
-        return {
-          change: JSON.parse(row.change) as Change,
-          lane: row.lane,
+      if (picked.length === 0) return [];
+      // RETURNING comes in no particular order: back to the picked one. Row by row (iterate), so
+      // that each row's text is garbage before the next is read, not a whole batch of them.
+      const position = new Map<number, number>();
+      for (let i = 0; i < picked.length; i++) position.set(picked[i] as number, i);
+      const items = new Array<OutboxItem>(picked.length);
+      for (const row of this.s.claim.iterate(new Date().toISOString(), JSON.stringify(picked)) as IterableIterator<ClaimedRow>) {
+        items[position.get(row[0]) as number] = {
+          change: JSON.parse(row[1]) as Change,
+          lane: row[2],
           state: 'in_flight',
-          attempts: row.attempts + 1,
-          notBefore: row.not_before,
-          lastError: row.last_error,
-          enqueuedAt: row.enqueued_at,
-        } satisfies OutboxItem;
-      });
+          attempts: row[3],
+          notBefore: row[4],
+          lastError: row[5],
+          enqueuedAt: row[6],
+        };
+      }
+      return items;
     });
   }
 
@@ -767,10 +767,12 @@ export class SqliteStore implements Store {
     // Lost to a power loss, the items are pushed again (pushes are idempotent) and the next pull reads the snapshots.
     this.bulkTx(() => {
       const now = new Date().toISOString();
-      for (const key of keys) {
-        const done = this.s.markDone.get(now, key) as { op: string; subject: string; change: string } | undefined;
-        if (done?.op === 'erase') {
+      // One UPDATE for the batch; it names only the erase changes it completed (null for the rest).
+      if (keys.length > 0) {
+        for (const key of this.s.markDone.all(now, JSON.stringify(keys)) as Array<string | null>) {
+          if (key === null) continue;
           // The erasure went through: keep the fact, not the person.
+          const done = this.s.outboxChangeOf.get(key) as { subject: string; change: string };
           const hash = subjectHash(done.subject, this.salt);
           const c = JSON.parse(done.change) as Change;
           // Record ids may be the address itself (SendGrid) or derived from it (Mailchimp's MD5).
@@ -1069,16 +1071,17 @@ function prepareStatements(db: Database.Database) {
       `SELECT 1 FROM outbox WHERE connector_id = ? AND state = 'in_flight' AND record_id = ? AND op = ? AND channel = ? AND purpose = ?
          AND json_extract(change, '$.target') IS ? AND key <> ? LIMIT 1`,
     ),
-    duePending: p(
-      `SELECT seq, change, lane, attempts, not_before, last_error, enqueued_at FROM outbox
-       WHERE connector_id = ? AND state = 'pending' AND lane = ? AND not_before = 0 ORDER BY seq LIMIT ?`,
+    duePending: pluck(`SELECT seq FROM outbox WHERE connector_id = ? AND state = 'pending' AND lane = ? AND not_before = 0 ORDER BY seq LIMIT ?`),
+    dueRetry: pluck(`SELECT seq FROM outbox WHERE connector_id = ? AND state = 'retry' AND lane = ? AND not_before <= ? ORDER BY seq LIMIT ?`),
+    claim: p(
+      `UPDATE outbox SET state = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE seq IN (SELECT value FROM json_each(?))
+       RETURNING seq, change, lane, attempts, not_before, last_error, enqueued_at`,
+    ).raw(true),
+    markDone: pluck(
+      `UPDATE outbox SET state = 'done', updated_at = ? WHERE key IN (SELECT value FROM json_each(?)) AND state IN (${toDone})
+       RETURNING CASE WHEN op = 'erase' THEN key END`,
     ),
-    dueRetry: p(
-      `SELECT seq, change, lane, attempts, not_before, last_error, enqueued_at FROM outbox
-       WHERE connector_id = ? AND state = 'retry' AND lane = ? AND not_before <= ? ORDER BY seq LIMIT ?`,
-    ),
-    claim: p(`UPDATE outbox SET state = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE seq = ?`),
-    markDone: p(`UPDATE outbox SET state = 'done', updated_at = ? WHERE key = ? AND state IN (${toDone}) RETURNING op, subject, change`),
+    outboxChangeOf: p('SELECT subject, change FROM outbox WHERE key = ?'),
     redactOutbox: p('UPDATE outbox SET subject = ?, record_id = ?, change = ? WHERE key = ?'),
     markRetry: p(`UPDATE outbox SET state = 'retry', not_before = ?, last_error = ?, updated_at = ? WHERE key = ? AND state IN (${toRetry})`),
     markDead: p(
