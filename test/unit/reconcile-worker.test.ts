@@ -1,11 +1,12 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Connector, ConnectorCapabilities } from '../../src/connectors/contract.js';
+import type { Connector } from '../../src/connectors/contract.js';
 import { createEngine, reconcile, type Engine } from '../../src/engine/index.js';
 import { RECONCILE_PAGE } from '../../src/engine/reconcile.js';
 import type { Change } from '../../src/model/index.js';
 import type { SqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
+import { capabilities } from '../helpers/observations.js';
 import { SALT, obs, rec, tempStore } from './store-helpers.js';
 
 /*
@@ -14,16 +15,7 @@ import { SALT, obs, rec, tempStore } from './store-helpers.js';
  * path decides, keep a subject that changed meanwhile dirty, and fail loudly.
  */
 
-const caps: ConnectorCapabilities = {
-  consent: [
-    { channel: 'email', purpose: '*' },
-    { channel: 'email', purpose: 'newsletter' },
-  ],
-  suppression: ['email'],
-  pushGrants: true,
-  erase: true,
-  acceptsUnknownAddresses: false,
-};
+const caps = capabilities({ erase: true });
 
 /** Connectors only as plan targets: nothing is pulled or pushed here. */
 function target(id: string): Connector {
