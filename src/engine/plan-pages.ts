@@ -95,8 +95,13 @@ export function workerPages(engine: Engine, spec: StoreReaderSpec, pageSize: num
   };
   worker.on('message', (reply: WorkerReply) => {
     const p = pending.shift();
-    if (reply.type === 'error') fail(new Error(`reconcile worker: ${reply.message}`));
-    else p?.resolve(reply);
+    if (reply.type === 'page') {
+      p?.resolve(reply);
+      return;
+    }
+    const err = new Error(`reconcile worker: ${reply.message}`);
+    p?.reject(err);
+    fail(err);
   });
   worker.on('error', (err) => fail(err));
   worker.on('exit', (code) => fail(new Error(`reconcile worker exited (code ${code})`)));

@@ -143,6 +143,17 @@ describe('reconcile on a worker thread', () => {
     expect((await store.lastRun('reconcile', null))?.status).toBe('failed');
   });
 
+  it('an error while the worker plans rejects the reconcile (no page is left waiting)', async () => {
+    const store = freshStore();
+    await fill(store);
+    const engine = engineOf(store);
+    // Options the policy cannot work with: deciding throws inside the worker.
+    const broken: Engine = { ...engine, policyOptions: () => ({ ...engine.policyOptions(), purposes: null as unknown as string[] }) };
+    await expect(reconcile(broken, 'normal', { worker: 'always' })).rejects.toThrow(/^reconcile worker: /);
+    expect(await store.dirtyCount()).toBe(N);
+    expect((await store.lastRun('reconcile', null))?.status).toBe('failed');
+  });
+
   it('an in-memory store has no reader view: the reconcile stays on this thread', async () => {
     const t = tempStore();
     cleanups.push(t.cleanup);
