@@ -66,8 +66,8 @@ export interface ReconcileResult {
   decision: Decision | EncodedDecision;
   changes: Change[];
   /**
-   * The dirty version the decision was made from (SubjectState.dirty). When absent, the store uses
-   * the version its own dirtySubjects() handed out, if it remembers one.
+   * The dirty version the decision was made from (SubjectState.dirty): the flag is cleared only if
+   * the subject was not marked again since. Absent: cleared whatever its version.
    */
   dirty?: number;
 }

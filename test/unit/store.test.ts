@@ -194,11 +194,12 @@ describe('sqlite store: reconcile', () => {
       [],
     );
     await store.dirtySubjects(10, null, ['zzz@x.io']); // absorbs the webhook
-    await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [] }], 'normal');
+    // Committed with the version it was decided from, as the reconcile does.
+    await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [], dirty: st?.dirty ?? -1 }], 'normal');
     const again = await store.dirtySubjects(10, null);
     expect(again.map((s) => s.subject)).toEqual(['a@x.io']);
     expect(again[0]?.observations).toHaveLength(2);
-    await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [] }], 'normal');
+    await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [], dirty: again[0]?.dirty ?? -1 }], 'normal');
     expect(await store.dirtySubjects(10, null)).toEqual([]);
     expect(await store.markAllDirty()).toBe(1);
     expect(await store.dirtySubjects(10, null)).toHaveLength(1);

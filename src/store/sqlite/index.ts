@@ -62,8 +62,6 @@ export interface SqliteStoreOptions {
 
 /** Page size of the streaming iterators. */
 const STREAM_PAGE = 5000;
-/** Dirty versions remembered between dirtySubjects() and commitReconcile() (bounded). */
-const MAX_REMEMBERED_DIRTY = 200_000;
 const LANES: readonly Lane[] = ['high', 'normal'];
 
 /**
@@ -197,8 +195,6 @@ export class SqliteStore implements Store {
   readonly schemaVersion: number;
   private readonly db: Database.Database;
   private readonly s: ReturnType<typeof prepareStatements>;
-  /** subject -> dirty version handed out by dirtySubjects(), so a commit clears only what it read. */
-  private readonly loadedDirty = new Map<string, number>();
   /** Tombstone buckets, cached per meta 'tombstones_gen' (bumped by every erasure, any process). */
   private buckets: { gen: string; set: Set<number> } | null = null;
   private readonly absorbChunk: number;
@@ -381,19 +377,6 @@ export class SqliteStore implements Store {
       this.runRecords.set(connectorId, r);
     }
     return r.seen;
-  }
-
-  private rememberDirty(subject: string, version: number): void {
-    // A read-only view never commits, and its callers carry the version in SubjectState.dirty.
-    // (Nor would its map ever shrink: evicting the oldest of a Map that only grows walks the holes
-    // left at its head, which made a reader 7x slower at 1M subjects.)
-    if (this.readonly) return;
-    this.loadedDirty.delete(subject);
-    this.loadedDirty.set(subject, version);
-    if (this.loadedDirty.size > MAX_REMEMBERED_DIRTY) {
-      const oldest = this.loadedDirty.keys().next();
-      if (oldest.done !== true) this.loadedDirty.delete(oldest.value);
-    }
   }
 
   /** Distinct connector ids of the outbox (loose index scan: one seek per connector). */
@@ -587,7 +570,6 @@ export class SqliteStore implements Store {
       const st: SubjectState = { subject: r.subject, observations: [], records: [], dirty: r.dirty };
       bySubject.set(r.subject, st);
       states.push(st);
-      this.rememberDirty(r.subject, r.dirty);
     }
     const first = (rows[0] as { subject: string }).subject;
     const last = (rows[rows.length - 1] as { subject: string }).subject;
@@ -696,10 +678,7 @@ export class SqliteStore implements Store {
         if (dirty === undefined) {
           // Erased while it was being decided: writing now would bring the person back.
           isTombstoned ??= this.tombstoneFilter();
-          if (isTombstoned(r.subject)) {
-            this.loadedDirty.delete(r.subject);
-            continue;
-          }
+          if (isTombstoned(r.subject)) continue;
         }
         this.s.upsertDecision.run(r.subject, typeof r.decision === 'string' ? r.decision : encodeDecision(r.decision), now);
         for (const c of r.changes) {
@@ -708,11 +687,9 @@ export class SqliteStore implements Store {
           group.push(c);
         }
         if (dirty !== undefined && dirty > 0) {
-          const seen = r.dirty ?? this.loadedDirty.get(r.subject);
           // Marked again since it was read (a webhook meanwhile): leave it dirty for the next pass.
-          if (seen === undefined || seen === dirty) clear.push(r.subject);
+          if (r.dirty === undefined || r.dirty === dirty) clear.push(r.subject);
         }
-        this.loadedDirty.delete(r.subject);
       }
       // One connector after the other (each in plan order): the outbox rows a claim, and then a
       // completion, rewrite are contiguous, not interleaved with three other connectors' rows on
@@ -899,7 +876,6 @@ export class SqliteStore implements Store {
       s.bumpTombstonesGen.run();
       s.insertErasureAudit.run(hash, source, now);
       for (const c of erasures) this.enqueue(c, 'high', now, true);
-      this.loadedDirty.delete(subject);
     });
   }
 
