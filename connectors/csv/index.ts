@@ -2,11 +2,12 @@ import { constants } from 'node:fs';
 import { access, copyFile, mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { defineConnector, oneAtATime } from '../../src/connectors/contract.js';
-import type { CheckResult, Connector, ConnectorCapabilities, ConnectorContext, PullPage, PushResult } from '../../src/connectors/contract.js';
+import type { CheckResult, Connector, ConnectorCapabilities, ConnectorContext, OffThreadPull, PullPage, PushResult } from '../../src/connectors/contract.js';
 import type { Change } from '../../src/model/types.js';
 import { ALL_PURPOSES } from '../../src/model/types.js';
 import { COLUMNS, parseHeader, purposeMap } from './mapping.js';
-import { CsvError, pullPages, scanCsv } from './parse.js';
+import { CsvError, scanCsv } from './parse.js';
+import { PULL_ENTRY, pullCsv, type CsvPullArgs } from './pull-entry.js';
 import { csvSettings } from './settings.js';
 import type { CsvSettings } from './settings.js';
 import { rewriteCsv } from './write.js';
@@ -38,6 +39,7 @@ export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext,
   const purposes = purposeMap(settings.purposes);
   const channels = new Set(settings.channels);
   const rowCtx = { purposes, channels };
+  const pullArgs: CsvPullArgs = { path, delimiter: settings.delimiter, connectorId: ctx.id, pageSize: settings.pageSize, purposes: settings.purposes, channels: settings.channels };
 
   const capabilities: ConnectorCapabilities = {
     consent: settings.channels.flatMap((channel) => [ALL_PURPOSES, ...purposes.mapped()].map((purpose) => ({ channel, purpose }))),
@@ -71,7 +73,18 @@ export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext,
 
     async *pull(_cursor: string | null): AsyncIterable<PullPage> {
       await ensureFile();
-      yield* pullPages({ path, delimiter: settings.delimiter, connectorId: ctx.id, pageSize: settings.pageSize, ctx: rowCtx });
+      yield* pullCsv(pullArgs);
+    },
+
+    // Parsing a large file is CPU work: the engine may run it on a worker thread (same pages).
+    async pullOffThread(): Promise<OffThreadPull | null> {
+      await ensureFile();
+      const bytes = await stat(path).then(
+        (s) => s.size,
+        () => null,
+      );
+      // Missing or unreadable: the in-thread pull reports it.
+      return bytes === null ? null : { module: PULL_ENTRY, args: pullArgs, bytes };
     },
 
     // One rewrite at a time: each reads the file the previous one wrote.

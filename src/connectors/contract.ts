@@ -155,6 +155,25 @@ export interface CheckResult {
   details: string[];
 }
 
+/**
+ * How another thread can run a connector's pull (Connector.pullOffThread): a module exporting
+ * `pull(args, cursor): AsyncIterable<PullPage>`, the plain data it needs, and how much work it is.
+ * Offered by connectors whose pull is CPU work on local data (parsing a file), so the engine can
+ * parse on a worker thread while the main thread writes. The module must not need anything of
+ * the main thread (its logger, hooks, test interceptors).
+ */
+export interface OffThreadPull {
+  /** URL of the module (file: URL string). */
+  module: string;
+  /** Plain data (structured-cloneable) handed to its `pull`. */
+  args: unknown;
+  /** Bytes to read (the engine uses a worker only when it is worth starting one). */
+  bytes: number;
+}
+
+/** What an OffThreadPull module exports. */
+export type OffThreadPullModule = { pull(args: unknown, cursor: string | null): AsyncIterable<PullPage> };
+
 /** A live connector instance (DESIGN.md section 3). */
 export interface Connector {
   readonly id: string;
@@ -163,6 +182,11 @@ export interface Connector {
   readonly capabilities: ConnectorCapabilities;
   /** cursor null = full pull; otherwise "changed since". */
   pull(cursor: string | null): AsyncIterable<PullPage>;
+  /**
+   * Optional: the same pull as an OffThreadPull (null when it cannot run off-thread this time).
+   * Its pages must be exactly what pull(cursor) would yield.
+   */
+  pullOffThread?(cursor: string | null): Promise<OffThreadPull | null>;
   /** Apply up to limits.batchSize changes; one result per change, same keys. */
   push(changes: Change[]): Promise<PushResult[]>;
   readonly webhook?: ConnectorWebhook;

@@ -2,7 +2,9 @@ import type { Connector, PullReject } from '../connectors/contract.js';
 import { ConnectorFailedError } from '../errors.js';
 import { subjectHash, toObservation, type Decision, type RecordSnapshot } from '../model/index.js';
 import { planSubject } from '../plan/index.js';
+import type { IngestPage, StoreEncoding } from '../store/store.js';
 import type { Engine } from './context.js';
+import { pagedWorker, startWorker } from './worker-thread.js';
 
 export interface PullStats {
   pages: number;
@@ -20,6 +22,11 @@ export interface PullStats {
 
 export interface PullOptions {
   full: boolean;
+  /**
+   * Run the connector's pull on a worker thread when it offers one (Connector.pullOffThread):
+   * 'auto' (default: from PULL_WORKER_MIN_BYTES to read), 'always', 'never'.
+   */
+  worker?: 'auto' | 'always' | 'never';
   /** Called for every malformed source row (after it is logged). */
   onReject?: (reject: PullReject) => void;
 }
@@ -37,15 +44,13 @@ export async function pullConnector(engine: Engine, connector: Connector, opts: 
   try {
     const cursor = opts.full ? null : await store.getCursor(connector.id);
     log.info({ full: opts.full || cursor === null }, 'pull started');
-    for await (const page of connector.pull(cursor)) {
-      const observedAt = engine.now();
-      const observations = page.observations.map((o) => toObservation(o, observedAt));
-      const result = await store.ingestPage(connector.id, runId, { observations, records: page.records }, page.cursor);
+    for await (const page of pulledPages(engine, connector, cursor, opts.worker ?? 'auto')) {
+      const result = await store.ingestPage(connector.id, runId, page.page, page.cursor);
       stats.pages++;
-      stats.seen += observations.length;
+      stats.seen += page.page.observations.length;
       stats.observations += result.observationsAdded;
       stats.records += result.recordsUpserted;
-      for (const r of page.rejects ?? []) {
+      for (const r of page.rejects) {
         stats.rejects++;
         log.warn({ where: r.where, reason: r.reason }, 'row rejected');
         opts.onReject?.(r);
@@ -64,6 +69,54 @@ export async function pullConnector(engine: Engine, connector: Connector, opts: 
     const code = (err as { code?: unknown } | null | undefined)?.code;
     if (typeof code === 'string' && /^(STORE_|SQLITE_)/.test(code)) throw err;
     throw new ConnectorFailedError(connector.id, `pull failed: ${message}`, { cause: err });
+  }
+}
+
+/** A page as the engine stores it: observations made (ids, observedAt), maybe already encoded. */
+export interface PulledPage {
+  page: IngestPage;
+  cursor: string | null;
+  rejects: PullReject[];
+}
+
+/** From this many bytes to read, an offered off-thread pull runs on a worker (below, starting one costs more). */
+export const PULL_WORKER_MIN_BYTES = 4 * 1024 * 1024;
+/** Old-generation heap of a pull worker, MB (it holds a few pages at a time). */
+const PULL_WORKER_HEAP_MB = 64;
+/** Pages a pull worker prepares ahead of the writes. */
+const PULL_AHEAD = 3;
+
+/** What a pull worker is started with (pull-worker.ts). */
+export interface PullWorkerData {
+  module: string;
+  args: unknown;
+  cursor: string | null;
+  encoding: StoreEncoding;
+}
+/** What each request for a page carries: the time its observations are observed at. */
+export type PullRequest = { observedAt: string };
+
+/**
+ * The connector's pages, ready to store. On a worker thread when the connector offers an
+ * off-thread pull worth a thread: it parses and encodes there while this thread writes (the main
+ * thread's event loop stays free for webhooks during a large pull). Else on this thread.
+ */
+async function* pulledPages(engine: Engine, connector: Connector, cursor: string | null, mode: 'auto' | 'always' | 'never'): AsyncGenerator<PulledPage> {
+  const offThread = mode === 'never' || connector.pullOffThread === undefined ? null : await connector.pullOffThread(cursor);
+  if (offThread === null || (mode === 'auto' && offThread.bytes < PULL_WORKER_MIN_BYTES)) {
+    for await (const page of connector.pull(cursor)) {
+      const observedAt = engine.now();
+      const observations = page.observations.map((o) => toObservation(o, observedAt));
+      yield { page: { observations, records: page.records }, cursor: page.cursor, rejects: page.rejects ?? [] };
+    }
+    return;
+  }
+  const data: PullWorkerData = { module: offThread.module, args: offThread.args, cursor, encoding: engine.store.encoding };
+  const worker = pagedWorker<PullRequest, PulledPage>(startWorker('pull-worker', data, PULL_WORKER_HEAP_MB), 'worker thread', () => ({ observedAt: engine.now().toISOString() }), PULL_AHEAD);
+  try {
+    for (let page = await worker.next(); page !== null; page = await worker.next()) yield page;
+  } finally {
+    await worker.close();
   }
 }
 

@@ -6,6 +6,7 @@ export type StoreErrorCode =
   | 'STORE_SALT_MISMATCH'
   | 'STORE_CLOSED'
   | 'STORE_INVALID_OBSERVATION'
+  | 'STORE_BAD_PAGE'
   | 'OUTBOX_INVALID_TRANSITION';
 
 export class StoreError extends Error {

@@ -55,6 +55,23 @@ export interface IngestResult {
   tombstoned: RecordSnapshot[];
 }
 
+/** How a store writes what a pull brings: the name of its encoding (see page-encoding.ts). */
+export type StoreEncoding = 'sqlite';
+
+/**
+ * A pull page already in a store's stored form (encodePullPage, page-encoding.ts): what a pull
+ * worker thread sends the writing thread instead of objects (cheaper to pass, and nothing left to
+ * encode on the writing thread). Opaque outside the store that reads it.
+ */
+export interface EncodedPullPage {
+  readonly encoding: StoreEncoding;
+  readonly observations: readonly unknown[];
+  readonly records: readonly unknown[];
+}
+
+/** What ingestPage takes: observations and snapshots, as objects or already encoded. */
+export type IngestPage = { observations: Observation[]; records: RecordSnapshot[] } | EncodedPullPage;
+
 /**
  * A decision in the store's own stored form (Store.encodeDecision): what a reconcile worker sends
  * the committing thread instead of the object (cheaper to pass between threads and to commit).
@@ -111,7 +128,9 @@ export interface Store {
    * (marking them seen by this run), mark their subjects dirty, and save the connector's cursor.
    * Records and observations of tombstoned subjects are not stored; they are returned instead.
    */
-  ingestPage(connectorId: string, runId: number, page: { observations: Observation[]; records: RecordSnapshot[] }, cursor: string | null): Promise<IngestResult>;
+  ingestPage(connectorId: string, runId: number, page: IngestPage, cursor: string | null): Promise<IngestResult>;
+  /** This store's encoding of pull pages (a pull worker encodes with it: encodePullPage). */
+  readonly encoding: StoreEncoding;
   /** After a complete full pull: forget records of this connector not seen by the run. Returns how many. */
   dropUnseenRecords(connectorId: string, runId: number): Promise<number>;
   getCursor(connectorId: string): Promise<string | null>;

@@ -8,6 +8,7 @@ import { ACTIVE_OUTBOX_STATES, OUTBOX_STATES, statesLeadingTo } from '../outbox-
 import type {
   DeadLetter,
   EncodedDecision,
+  IngestPage,
   IngestResult,
   Lane,
   OutboxItem,
@@ -17,6 +18,7 @@ import type {
   RunKind,
   RunStatus,
   Store,
+  StoreEncoding,
   StoreReaderSpec,
   StoreStats,
   SubjectState,
@@ -26,6 +28,7 @@ import { ABSORB_CHUNK, absorbChunk, createAbsorbTempTables, prepareAbsorb } from
 import type { AbsorbStatements } from './absorb.js';
 import { BloomFilter } from './bloom.js';
 import { decodeDecision, encodeDecision } from './decisions.js';
+import { bodyPath, encodeSqlitePullPage, observationBody, recordOfRow, snapshotJson, type ObservationBody, type ObsLogRow, type SqlitePullPage } from './rows.js';
 import { LATEST_SCHEMA_VERSION, checkSchema, migrate } from './migrations.js';
 
 export { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate } from './migrations.js';
@@ -63,40 +66,6 @@ export interface SqliteStoreOptions {
 /** Page size of the streaming iterators. */
 const STREAM_PAGE = 5000;
 const LANES: readonly Lane[] = ['high', 'normal'];
-
-/**
- * An observation is stored as its key columns (subject, id), the store's own (seq, echo) and a
- * body: a JSON array of the statement (OBS_BODY order), written and read in one piece (binding or
- * reading sixteen columns cost three times as much).
- */
-const OBS_BODY = ['source', 'recordId', 'kind', 'channel', 'purpose', 'state', 'strength', 'statedAt', 'how', 'reference', 'evidence', 'reason', 'observedAt'] as const;
-/** json_extract path of a body field, for SQL. */
-const bodyPath = (field: (typeof OBS_BODY)[number]): string => `'$[${OBS_BODY.indexOf(field)}]'`;
-
-type ObservationBody = [string, string | null, Observation['kind'], Observation['channel'], string, Observation['state'], Observation['strength'], string | null, Observation['how'], string | null, string | null, Observation['reason'], string];
-
-/** A field an observation cannot lack (the NOT NULL columns the body replaced) is missing. */
-function missingField(o: Observation): string | null {
-  // `== null`: null or undefined, field by field (a loop over names would be a megamorphic lookup per row).
-  if (o.subject == null) return 'subject';
-  if (o.id == null) return 'id';
-  if (o.source == null) return 'source';
-  if (o.kind == null) return 'kind';
-  if (o.channel == null) return 'channel';
-  if (o.purpose == null) return 'purpose';
-  if (o.state == null) return 'state';
-  if (o.strength == null) return 'strength';
-  if (o.how == null) return 'how';
-  if (o.observedAt == null) return 'observedAt';
-  return null;
-}
-
-function observationBody(o: Observation): string {
-  const missing = missingField(o);
-  if (missing !== null) throw new StoreError('STORE_INVALID_OBSERVATION', `observation ${String(o.id)}: ${missing} is missing (NOT NULL)`);
-  const b: ObservationBody = [o.source, o.recordId ?? null, o.kind, o.channel, o.purpose, o.state, o.strength, o.statedAt ?? null, o.how, o.reference ?? null, o.evidence ?? null, o.reason ?? null, o.observedAt];
-  return JSON.stringify(b);
-}
 
 /** Columns read back: [id, subject, echo 0/1, body] (statements in raw mode). */
 const OBS_READ = 'id, subject, echo, body';
@@ -154,13 +123,6 @@ interface RecordRow {
   snapshot: string;
 }
 
-/**
- * The snapshot column: what the key columns do not hold. Rows written before schema 3 hold the
- * whole snapshot; its keys equal the columns, so both read back the same.
- */
-function snapshotJson(r: RecordSnapshot): string {
-  return JSON.stringify({ consent: r.consent, suppressed: r.suppressed, meta: r.meta });
-}
 
 function fromRecordRow(row: RecordRow): RecordSnapshot {
   const body = JSON.parse(row.snapshot) as Pick<RecordSnapshot, 'consent' | 'suppressed' | 'meta'>;
@@ -193,6 +155,7 @@ export class SqliteStore implements Store {
   readonly readonly: boolean;
   readonly salt: string;
   readonly schemaVersion: number;
+  readonly encoding: StoreEncoding = 'sqlite';
   private readonly db: Database.Database;
   private readonly s: ReturnType<typeof prepareStatements>;
   /** Tombstone buckets, cached per meta 'tombstones_gen' (bumped by every erasure, any process). */
@@ -333,8 +296,13 @@ export class SqliteStore implements Store {
    * ingests them, can be echoes; suppressions and erasures are sticky and never flagged.
    */
   private logObservation(o: Observation, recMark: number | null, connectorId: string | null): void {
-    const eligible = recMark !== null && o.kind === 'consent' && o.recordId !== null && o.source === connectorId;
-    this.s.logObs.run(o.subject, o.id, o.source, o.recordId ?? null, eligible ? recMark : null, observationBody(o));
+    this.logObsRow([o.subject, o.id, o.source, o.recordId ?? null, o.kind, observationBody(o)], recMark, connectorId);
+  }
+
+  /** logObservation for an encoded one (ObsLogRow). */
+  private logObsRow(row: ObsLogRow, recMark: number | null, connectorId: string | null): void {
+    const eligible = recMark !== null && row[4] === 'consent' && row[3] !== null && row[2] === connectorId;
+    this.s.logObs.run(row[0], row[1], row[2], row[3], eligible ? recMark : null, row[5]);
   }
 
   /** The snapshot column holds what the key columns do not (subject, connector and record ids are columns). */
@@ -422,12 +390,10 @@ export class SqliteStore implements Store {
 
   // ---- pull ingestion -----------------------------------------------------------
 
-  async ingestPage(
-    connectorId: string,
-    runId: number,
-    page: { observations: Observation[]; records: RecordSnapshot[] },
-    cursor: string | null,
-  ): Promise<IngestResult> {
+  async ingestPage(connectorId: string, runId: number, input: IngestPage, cursor: string | null): Promise<IngestResult> {
+    // One path: objects are encoded here, a pull worker's pages come encoded (page-encoding.ts).
+    const page = ('encoding' in input ? input : encodeSqlitePullPage(input)) as SqlitePullPage;
+    if (page.encoding !== 'sqlite') throw new StoreError('STORE_BAD_PAGE', `a page encoded for "${String(page.encoding)}" cannot be written to a SQLite store`);
     return this.bulkTx(() => {
       const isTombstoned = this.tombstoneFilter();
       const mark = this.recMark();
@@ -441,35 +407,37 @@ export class SqliteStore implements Store {
       // An empty ledger (a first load) holds none of them: one probe per page instead of one per row.
       const ledgerHolds = this.s.anyObservation.get() !== undefined;
       const tombstoned = new Map<string, RecordSnapshot>();
-      const tombstonedObs: Observation[] = [];
+      const tombstonedObs: ObsLogRow[] = [];
       const seen = new Set<string>();
       let observationsAdded = 0;
       let recordsUpserted = 0;
       for (const o of page.observations) {
-        if (isTombstoned(o.subject)) {
+        const [subject, id, , recordId] = o;
+        if (isTombstoned(subject)) {
           tombstonedObs.push(o);
           continue;
         }
         // Already in the ledger (a nightly re-pull) or twice in this page: nothing to add.
-        if (seen.has(o.id) || (ledgerHolds && this.s.hasObs.get(o.subject, o.id) !== undefined)) continue;
-        seen.add(o.id);
-        this.logObservation(o, nothingBefore && o.recordId !== null && !ran.has(o.recordId) ? null : mark, connectorId);
+        if (seen.has(id) || (ledgerHolds && this.s.hasObs.get(subject, id) !== undefined)) continue;
+        seen.add(id);
+        this.logObsRow(o, nothingBefore && recordId !== null && !ran.has(recordId) ? null : mark, connectorId);
         observationsAdded++;
       }
       for (const r of page.records) {
-        if (isTombstoned(r.subject)) {
-          tombstoned.set(`${r.connectorId}\u0000${r.recordId}`, r);
+        const [subject, recConnector, recordId, snapshot] = r;
+        if (isTombstoned(subject)) {
+          tombstoned.set(`${recConnector}\u0000${recordId}`, recordOfRow(r));
           continue;
         }
-        this.logRecord(r, runId);
-        if (r.connectorId === connectorId) ran.add(r.recordId);
+        this.s.logRec.run(subject, recConnector, recordId, snapshot, runId);
+        if (recConnector === connectorId) ran.add(recordId);
         recordsUpserted++;
       }
       // Observations of erased people that came without their record: report the record they name.
-      for (const o of tombstonedObs) {
-        const recordId = o.recordId ?? o.subject;
+      for (const [subject, , , recordOf] of tombstonedObs) {
+        const recordId = recordOf ?? subject;
         const k = `${connectorId}\u0000${recordId}`;
-        if (!tombstoned.has(k)) tombstoned.set(k, { connectorId, recordId, subject: o.subject, consent: {}, suppressed: {}, meta: {} });
+        if (!tombstoned.has(k)) tombstoned.set(k, { connectorId, recordId, subject, consent: {}, suppressed: {}, meta: {} });
       }
       // A null cursor means "no resumable position yet": keep the previous one.
       if (cursor !== null) this.s.saveCursor.run(connectorId, cursor, new Date().toISOString());
