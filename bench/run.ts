@@ -1,6 +1,6 @@
 /**
  * npm run bench -- [name] [--people N] [--runs R] [--seed S] [--rate R] [--duration S] [--records N] [--platforms a,b]
- *   [--echoes filtered|all] [--heap-mb M]
+ *   [--echoes filtered|all] [--heap-mb M] [--from-source]
  * Benchmarks live in bench/<name>/; figures are written down in bench/README.md.
  * These machines are small (2 cores) and noisy: every bench reports medians.
  */
@@ -23,6 +23,7 @@ const { values, positionals } = parseArgs({
     platforms: { type: 'string' },
     echoes: { type: 'string', default: 'filtered' },
     'heap-mb': { type: 'string' },
+    'from-source': { type: 'boolean', default: false },
   },
 });
 
@@ -33,6 +34,7 @@ const benches: Record<string, () => Promise<void>> = {
       runs: Number(values.runs),
       seed: Number(values.seed),
       ...(values['heap-mb'] !== undefined ? { heapMb: Number(values['heap-mb']) } : {}),
+      fromSource: values['from-source'],
     }),
   'api-efficiency': () => benchApiEfficiency({ people: Number(values.people ?? 10_000), seed: Number(values.seed) }),
   converge: async () => {

@@ -1,8 +1,10 @@
 /**
  * bench/reconcile: N people across 4 CSV systems with realistic disagreement, the full
  * pipeline (pull -> store -> decide -> plan -> outbox -> apply) to an applied plan.
- *   npm run bench -- reconcile --people 100000 [--runs 3] [--seed 7] [--heap-mb 256]
+ *   npm run bench -- reconcile --people 100000 [--runs 3] [--seed 7] [--heap-mb 256] [--from-source]
  * Reports the median of the runs; each run starts from freshly generated files and an empty store.
+ * The pipeline runs compiled (tsc, into a temp dir), as the container runs consentd: run from
+ * source, tsx's loader thread and its compile caches add about 80 MB to the RSS (--from-source).
  * --heap-mb caps the pipeline process's V8 old space (--max-old-space-size), as Node sizes it
  * by itself under a container memory limit; without it V8 on a large machine lets garbage grow
  * to several times the live heap before collecting, which peak RSS then counts.
@@ -10,6 +12,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from '../stats.js';
@@ -30,8 +33,24 @@ export interface ReconcileFigures {
 }
 
 
-export async function benchReconcile(opts: { people: number; runs: number; seed: number; heapMb?: number }): Promise<void> {
-  const pipeline = fileURLToPath(new URL('./pipeline.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Compile the pipeline and what it runs (tsconfig.bench.json) into `outDir` (inside the repository,
+ * so that its imports find node_modules); the path of its entry.
+ */
+function buildPipeline(outDir: string): string {
+  const root = ROOT;
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.bench.json'), '--outDir', outDir, '--sourceMap', 'false'], { stdio: 'inherit' });
+  return join(outDir, 'bench', 'reconcile', 'pipeline.js');
+}
+
+export async function benchReconcile(opts: { people: number; runs: number; seed: number; heapMb?: number; fromSource?: boolean }): Promise<void> {
+  const buildDir = opts.fromSource === true ? null : join(ROOT, 'node_modules', '.cache', 'consentd-bench-build');
+  if (buildDir !== null) rmSync(buildDir, { recursive: true, force: true });
+  const pipeline = buildDir === null ? fileURLToPath(new URL('./pipeline.ts', import.meta.url)) : buildPipeline(buildDir);
+  const loader = buildDir === null ? ['--import', 'tsx'] : [];
   const results: ReconcileFigures[] = [];
   for (let run = 0; run < opts.runs; run++) {
     const dir = mkdtempSync(join(tmpdir(), 'consentd-bench-'));
@@ -39,7 +58,7 @@ export async function benchReconcile(opts: { people: number; runs: number; seed:
       const rows = await generateSystems(dir, opts.people, opts.seed);
       writeFileSync(join(dir, 'bench.yaml'), configYaml(dir));
       const heap = opts.heapMb === undefined ? [] : [`--max-old-space-size=${opts.heapMb}`];
-      const out = execFileSync(process.execPath, [...heap, '--import', 'tsx', pipeline, join(dir, 'bench.yaml')], {
+      const out = execFileSync(process.execPath, [...heap, ...loader, pipeline, join(dir, 'bench.yaml')], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'inherit'],
         maxBuffer: 1 << 24,
@@ -51,8 +70,9 @@ export async function benchReconcile(opts: { people: number; runs: number; seed:
       rmSync(dir, { recursive: true, force: true });
     }
   }
+  if (buildDir !== null) rmSync(buildDir, { recursive: true, force: true });
   const keys = Object.keys(results[0] ?? {}) as Array<keyof ReconcileFigures>;
   const med = Object.fromEntries(keys.map((k) => [k, Math.round(median(results.map((r) => r[k])))]));
-  console.log(`\nreconcile, ${opts.people} people${opts.heapMb === undefined ? '' : `, V8 old space ${opts.heapMb} MB`}, median of ${opts.runs}:`);
+  console.log(`\nreconcile, ${opts.people} people${opts.heapMb === undefined ? '' : `, V8 old space ${opts.heapMb} MB`}${buildDir === null ? ', from source (tsx)' : ', compiled'}, median of ${opts.runs}:`);
   console.table(med);
 }
