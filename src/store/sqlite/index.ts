@@ -26,9 +26,10 @@ import type {
 } from '../store.js';
 import { ABSORB_CHUNK, absorbChunk, createAbsorbTempTables, prepareAbsorb } from './absorb.js';
 import type { AbsorbStatements } from './absorb.js';
+import { BatchedInsert } from './batched-insert.js';
 import { BloomFilter } from './bloom.js';
 import { decodeDecision, encodeDecision } from './decisions.js';
-import { bodyPath, encodeSqlitePullPage, observationBody, recordOfRow, snapshotJson, type ObservationBody, type ObsLogRow, type SqlitePullPage } from './rows.js';
+import { bodyPath, encodeSqlitePullPage, observationBody, recordOfRow, snapshotJson, type ObservationBody, mayEcho, type ObsLogRow, type SqlitePullPage } from './rows.js';
 import { LATEST_SCHEMA_VERSION, checkSchema, migrate } from './migrations.js';
 
 export { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate } from './migrations.js';
@@ -164,6 +165,8 @@ export class SqliteStore implements Store {
   private readonly bulkRecords: number | undefined;
   private readonly echoProof: boolean;
   private readonly a: AbsorbStatements;
+  /** The staging logs' multi-row appends of ingestPage. */
+  private readonly pullLogs: { obsLog: BatchedInsert; recLog: BatchedInsert };
   /**
    * Per connector, the record ids logged by its current pull run: proves that a record's first
    * snapshot in a run has no earlier one in that run (see ingestPage). Bounded: one filter each.
@@ -201,6 +204,10 @@ export class SqliteStore implements Store {
       createAbsorbTempTables(db);
       db.exec('CREATE TEMP TABLE IF NOT EXISTS ledger_order (gen INTEGER NOT NULL, pos INTEGER NOT NULL, subject TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (gen, pos)) WITHOUT ROWID');
       this.a = prepareAbsorb(db);
+      this.pullLogs = {
+        obsLog: new BatchedInsert(db, 'obs_log', ['subject', 'id', 'source', 'record_id', 'rec_mark', 'body']),
+        recLog: new BatchedInsert(db, 'rec_log', ['subject', 'connector_id', 'record_id', 'snapshot', 'run']),
+      };
       this.s = prepareStatements(db);
       this.salt = opts.salt ?? this.storedSalt();
       if (this.readonly && opts.snapshot === true) {
@@ -296,13 +303,8 @@ export class SqliteStore implements Store {
    * ingests them, can be echoes; suppressions and erasures are sticky and never flagged.
    */
   private logObservation(o: Observation, recMark: number | null, connectorId: string | null): void {
-    this.logObsRow([o.subject, o.id, o.source, o.recordId ?? null, o.kind, observationBody(o)], recMark, connectorId);
-  }
-
-  /** logObservation for an encoded one (ObsLogRow). */
-  private logObsRow(row: ObsLogRow, recMark: number | null, connectorId: string | null): void {
-    const eligible = recMark !== null && row[4] === 'consent' && row[3] !== null && row[2] === connectorId;
-    this.s.logObs.run(row[0], row[1], row[2], row[3], eligible ? recMark : null, row[5]);
+    const echo = recMark !== null && mayEcho(o.kind, o.recordId ?? null, o.source, connectorId);
+    this.s.logObs.run(o.subject, o.id, o.source, o.recordId ?? null, echo ? recMark : null, observationBody(o));
   }
 
   /** The snapshot column holds what the key columns do not (subject, connector and record ids are columns). */
@@ -411,6 +413,9 @@ export class SqliteStore implements Store {
       const seen = new Set<string>();
       let observationsAdded = 0;
       let recordsUpserted = 0;
+      const { obsLog, recLog } = this.pullLogs;
+      obsLog.begin();
+      recLog.begin();
       for (const o of page.observations) {
         const [subject, id, , recordId] = o;
         if (isTombstoned(subject)) {
@@ -420,7 +425,9 @@ export class SqliteStore implements Store {
         // Already in the ledger (a nightly re-pull) or twice in this page: nothing to add.
         if (seen.has(id) || (ledgerHolds && this.s.hasObs.get(subject, id) !== undefined)) continue;
         seen.add(id);
-        this.logObsRow(o, nothingBefore && recordId !== null && !ran.has(recordId) ? null : mark, connectorId);
+        const [, , source, , kind, body] = o;
+        const echo = mayEcho(kind, recordId, source, connectorId) && !(nothingBefore && !ran.has(recordId as string));
+        obsLog.add(subject, id, source, recordId, echo ? mark : null, body);
         observationsAdded++;
       }
       for (const r of page.records) {
@@ -429,7 +436,7 @@ export class SqliteStore implements Store {
           tombstoned.set(`${recConnector}\u0000${recordId}`, recordOfRow(r));
           continue;
         }
-        this.s.logRec.run(subject, recConnector, recordId, snapshot, runId);
+        recLog.add(subject, recConnector, recordId, snapshot, runId);
         if (recConnector === connectorId) ran.add(recordId);
         recordsUpserted++;
       }
@@ -439,6 +446,8 @@ export class SqliteStore implements Store {
         const k = `${connectorId}\u0000${recordId}`;
         if (!tombstoned.has(k)) tombstoned.set(k, { connectorId, recordId, subject, consent: {}, suppressed: {}, meta: {} });
       }
+      obsLog.flush();
+      recLog.flush();
       // A null cursor means "no resumable position yet": keep the previous one.
       if (cursor !== null) this.s.saveCursor.run(connectorId, cursor, new Date().toISOString());
       return { observationsAdded, recordsUpserted, tombstoned: [...tombstoned.values()] };

@@ -48,6 +48,15 @@ export function snapshotJson(r: RecordSnapshot): string {
   return JSON.stringify({ consent: r.consent, suppressed: r.suppressed, meta: r.meta });
 }
 
+/**
+ * Can this observation be an echo of our own push (policy rule 10)? Only consent observations
+ * with a record id, stated by the connector that ingests them; suppressions and erasures are
+ * sticky and never flagged. Those get the log's rec_mark (see SqliteStore.logObservation).
+ */
+export function mayEcho(kind: Observation['kind'], recordId: string | null, source: string, connectorId: string | null): boolean {
+  return kind === 'consent' && recordId !== null && source === connectorId;
+}
+
 /** An observation as obs_log takes it: [subject, id, source, recordId, kind, body]. */
 export type ObsLogRow = [string, string, string, string | null, Observation['kind'], string];
 /** A record snapshot as rec_log takes it: [subject, connectorId, recordId, snapshot]. */
