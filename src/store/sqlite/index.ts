@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { subjectHash } from '../../model/email.js';
@@ -64,9 +63,6 @@ export interface SqliteStoreOptions {
    */
   snapshot?: boolean;
 }
-
-/** Helper threads SQLite may start for one large sort (absorb): one per core, at most 4. */
-const SORT_THREADS = Math.min(4, availableParallelism());
 
 /** Page size of the streaming iterators. */
 const STREAM_PAGE = 5000;
@@ -191,9 +187,6 @@ export class SqliteStore implements Store {
       db.pragma(`cache_size = ${-1024 * Math.max(2, Math.floor(opts.cacheMiB ?? 64))}`);
       // temp_store stays the default (FILE): absorb sorts a chunk of log rows (snapshots included)
       // by subject; in memory that sort would grow the RSS with the chunk, on file it spills.
-      // Large sorts may use helper threads (SQLite's multi-threaded merge sort): absorbing a 1M-person
-      // first load took 15.3 s with 2 threads against 18.7-20 s with none, on 2 cores.
-      db.pragma(`threads = ${SORT_THREADS}`);
       if (!this.readonly) {
         const fresh = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() === 0;
         if (fresh) db.pragma(`page_size = ${opts.pageSize ?? 8192}`);
