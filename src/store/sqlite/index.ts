@@ -44,7 +44,7 @@ export interface SqliteStoreOptions {
    * (exposed as `store.salt`).
    */
   salt?: string;
-  /** SQLite page cache, MiB (default 64). */
+  /** SQLite page cache, MiB (default CACHE_MIB). */
   cacheMiB?: number;
   /** Page size of a database created by this call (default 8192); ignored for existing files. */
   pageSize?: number;
@@ -63,6 +63,15 @@ export interface SqliteStoreOptions {
    */
   snapshot?: boolean;
 }
+
+/**
+ * Default page cache, MiB. Small on purpose: the store's heavy work goes in key order (appends to
+ * the logs, absorb's sorted inserts, reconcile's range reads) and the OS page cache holds the
+ * file anyway; and SQLite's sorter buffers up to the page cache before it spills, so absorbing a
+ * large pull holds about twice this. Measured at 1M people: 16 against 64 MiB, absorb 16-18 s
+ * instead of 19-20 s, the whole pipeline 110 s instead of 112 s, peak RSS about 60 MB lower.
+ */
+const CACHE_MIB = 16;
 
 /** Page size of the streaming iterators. */
 const STREAM_PAGE = 5000;
@@ -184,7 +193,7 @@ export class SqliteStore implements Store {
     this.db = db;
     try {
       db.pragma('busy_timeout = 5000');
-      db.pragma(`cache_size = ${-1024 * Math.max(2, Math.floor(opts.cacheMiB ?? 64))}`);
+      db.pragma(`cache_size = ${-1024 * Math.max(2, Math.floor(opts.cacheMiB ?? CACHE_MIB))}`);
       // temp_store stays the default (FILE): absorb sorts a chunk of log rows (snapshots included)
       // by subject; in memory that sort would grow the RSS with the chunk, on file it spills.
       if (!this.readonly) {
