@@ -5,9 +5,9 @@ import { defineConnector, oneAtATime } from '../../src/connectors/contract.js';
 import type { CheckResult, Connector, ConnectorCapabilities, ConnectorContext, OffThreadPull, PullPage, PushResult } from '../../src/connectors/contract.js';
 import type { Change } from '../../src/model/types.js';
 import { ALL_PURPOSES } from '../../src/model/types.js';
-import { COLUMNS, parseHeader, purposeMap } from './mapping.js';
+import { COLUMNS, parseHeader } from './mapping.js';
 import { CsvError, scanCsv } from './parse.js';
-import { PULL_ENTRY, pullCsv, type CsvPullArgs } from './pull-entry.js';
+import { PULL_ENTRY, csvRowContext, pullCsv, type CsvPullArgs } from './pull-entry.js';
 import { csvSettings } from './settings.js';
 import type { CsvSettings } from './settings.js';
 import { rewriteCsv } from './write.js';
@@ -36,9 +36,8 @@ export interface CsvConnectorOptions {
 export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext, opts: CsvConnectorOptions = {}): Connector {
   const path = resolve(ctx.baseDir, settings.path);
   const copyFrom = settings.copyFrom === undefined ? undefined : resolve(ctx.baseDir, settings.copyFrom);
-  const purposes = purposeMap(settings.purposes);
-  const channels = new Set(settings.channels);
-  const rowCtx = { purposes, channels };
+  const rowCtx = csvRowContext(settings);
+  const { purposes } = rowCtx;
   const pullArgs: CsvPullArgs = { path, delimiter: settings.delimiter, connectorId: ctx.id, pageSize: settings.pageSize, purposes: settings.purposes, channels: settings.channels };
 
   const capabilities: ConnectorCapabilities = {

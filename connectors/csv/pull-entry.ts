@@ -1,6 +1,6 @@
 import type { OffThreadPullModule, PullPage } from '../../src/connectors/contract.js';
 import type { Channel } from '../../src/model/types.js';
-import { purposeMap } from './mapping.js';
+import { purposeMap, type RowContext } from './mapping.js';
 import { pullPages } from './parse.js';
 
 /**
@@ -17,8 +17,13 @@ export interface CsvPullArgs {
   channels: Channel[];
 }
 
+/** What reading a row needs (purpose map, channels), from the settings' values. */
+export function csvRowContext(settings: Pick<CsvPullArgs, 'purposes' | 'channels'>): Omit<RowContext, 'columns'> {
+  return { purposes: purposeMap(settings.purposes), channels: new Set(settings.channels) };
+}
+
 export function pullCsv(args: CsvPullArgs): AsyncIterable<PullPage> {
-  const ctx = { purposes: purposeMap(args.purposes), channels: new Set(args.channels) };
+  const ctx = csvRowContext(args);
   return pullPages({ path: args.path, delimiter: args.delimiter, connectorId: args.connectorId, pageSize: args.pageSize, ctx });
 }
 

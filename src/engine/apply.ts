@@ -64,9 +64,9 @@ export class InFlightBudget {
 /**
  * Default room of applyAll: changes in flight across all its connectors. Measured at 1M people
  * (693k changes, 4 CSV files), 25k against 50k: twice as many file passes (~3 s more CPU), but
- * each claim and completion transaction fit the store's page cache of then, 64 MiB (less I/O: apply
- * took the same time, within the noise of 2 A/B pairs; with today's 16 MiB it takes the same again) and a batch holds half as much heap: peak RSS 440-454 MB
- * instead of 540-660 MB.
+ * each claim and completion transaction fit the store's page cache of then, 64 MiB (less I/O:
+ * apply took the same time, within the noise of 2 A/B pairs; with today's 16 MiB it takes the same
+ * again) and a batch holds half as much heap: peak RSS 440-454 MB instead of 540-660 MB.
  */
 export const APPLY_IN_FLIGHT = 25_000;
 
