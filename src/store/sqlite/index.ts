@@ -29,7 +29,7 @@ import type { AbsorbStatements } from './absorb.js';
 import { BatchedInsert } from './batched-insert.js';
 import { BloomFilter } from './bloom.js';
 import { decodeDecision, encodeDecision } from './decisions.js';
-import { bodyPath, encodeSqlitePullPage, observationBody, recordOfRow, snapshotJson, type ObservationBody, mayEcho, type ObsLogRow, type SqlitePullPage } from './rows.js';
+import { bodyPath, encodeSqlitePullPage, mayEcho, observationBody, recordOfRow, snapshotJson, type ObservationBody, type ObsLogRow, type SqlitePullPage } from './rows.js';
 import { LATEST_SCHEMA_VERSION, checkSchema, migrate } from './migrations.js';
 
 export { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate } from './migrations.js';
@@ -174,8 +174,8 @@ export class SqliteStore implements Store {
   private readonly bulkRecords: number | undefined;
   private readonly echoProof: boolean;
   private readonly a: AbsorbStatements;
-  /** The staging logs' multi-row appends of ingestPage. */
-  private readonly pullLogs: { obsLog: BatchedInsert; recLog: BatchedInsert };
+  /** The staging logs' appends (multi-row in ingestPage). */
+  private readonly logs: { obsLog: BatchedInsert; recLog: BatchedInsert };
   /**
    * Per connector, the record ids logged by its current pull run: proves that a record's first
    * snapshot in a run has no earlier one in that run (see ingestPage). Bounded: one filter each.
@@ -213,7 +213,7 @@ export class SqliteStore implements Store {
       createAbsorbTempTables(db);
       db.exec('CREATE TEMP TABLE IF NOT EXISTS ledger_order (gen INTEGER NOT NULL, pos INTEGER NOT NULL, subject TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (gen, pos)) WITHOUT ROWID');
       this.a = prepareAbsorb(db);
-      this.pullLogs = {
+      this.logs = {
         obsLog: new BatchedInsert(db, 'obs_log', ['subject', 'id', 'source', 'record_id', 'rec_mark', 'body']),
         recLog: new BatchedInsert(db, 'rec_log', ['subject', 'connector_id', 'record_id', 'snapshot', 'run']),
       };
@@ -313,12 +313,12 @@ export class SqliteStore implements Store {
    */
   private logObservation(o: Observation, recMark: number | null, connectorId: string | null): void {
     const echo = recMark !== null && mayEcho(o.kind, o.recordId ?? null, o.source, connectorId);
-    this.s.logObs.run(o.subject, o.id, o.source, o.recordId ?? null, echo ? recMark : null, observationBody(o));
+    this.logs.obsLog.run(o.subject, o.id, o.source, o.recordId ?? null, echo ? recMark : null, observationBody(o));
   }
 
   /** The snapshot column holds what the key columns do not (subject, connector and record ids are columns). */
   private logRecord(r: RecordSnapshot, runId: number | null): void {
-    this.s.logRec.run(r.subject, r.connectorId, r.recordId, snapshotJson(r), runId);
+    this.logs.recLog.run(r.subject, r.connectorId, r.recordId, snapshotJson(r), runId);
   }
 
   /**
@@ -416,13 +416,13 @@ export class SqliteStore implements Store {
       const nothingBefore =
         this.echoProof && this.s.anyRecordOf.get(connectorId) === undefined && this.s.otherRunLogged.get({ c: connectorId, r: runId }) === undefined;
       // An empty ledger (a first load) holds none of them: one probe per page instead of one per row.
-      const ledgerHolds = this.s.anyObservation.get() !== undefined;
+      const ledgerHolds = this.a.anyObservation.get() !== undefined;
       const tombstoned = new Map<string, RecordSnapshot>();
       const tombstonedObs: ObsLogRow[] = [];
       const seen = new Set<string>();
       let observationsAdded = 0;
       let recordsUpserted = 0;
-      const { obsLog, recLog } = this.pullLogs;
+      const { obsLog, recLog } = this.logs;
       obsLog.begin();
       recLog.begin();
       for (const o of page.observations) {
@@ -975,11 +975,8 @@ function prepareStatements(db: Database.Database) {
     bumpTombstonesGen: p(`INSERT INTO meta (key, value) VALUES ('tombstones_gen', '1') ON CONFLICT (key) DO UPDATE SET value = CAST(value + 1 AS TEXT)`),
 
     hasObs: pluck('SELECT 1 FROM observations WHERE subject = ? AND id = ?'),
-    anyObservation: pluck('SELECT 1 FROM observations LIMIT 1'),
-    logObs: p('INSERT INTO obs_log (subject, id, source, record_id, rec_mark, body) VALUES (?, ?, ?, ?, ?, ?)'),
     recMark: pluck(`SELECT seq FROM sqlite_sequence WHERE name = 'rec_log'`),
     nextRecMark: pluck('SELECT rec_mark FROM obs_log WHERE seq > ? AND rec_mark IS NOT NULL ORDER BY seq LIMIT 1'),
-    logRec: p('INSERT INTO rec_log (subject, connector_id, record_id, snapshot, run) VALUES (?, ?, ?, ?, ?)'),
     anyRecordOf: pluck('SELECT 1 FROM records WHERE connector_id = ? LIMIT 1'),
     // rec_log_run: (connector, NULL) rows, then runs before and after this one.
     otherRunLogged: pluck(
