@@ -77,7 +77,11 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
         stats.changes += plan.changes.length;
         for (const c of plan.changes) stats.byConnector[c.connectorId] = (stats.byConnector[c.connectorId] ?? 0) + 1;
         if (plan.erasure !== undefined) {
-          await store.eraseSubject(plan.subject, subjectHash(plan.subject, engine.config.salt), plan.erasure.source ?? 'unknown', plan.changes);
+          // A full reconcile's erasure is redone from the (durable) erasure request if lost; the
+          // instant path (a CLI or webhook statement, `only`) answers its caller: durable.
+          await store.eraseSubject(plan.subject, subjectHash(plan.subject, engine.config.salt), plan.erasure.source ?? 'unknown', plan.changes, {
+            redoable: only === undefined,
+          });
           stats.erased++;
           stats.enqueued += plan.changes.length;
           engine.logger.info({ subject: plan.subject, changes: plan.changes.length, source: plan.erasure.source }, 'subject erased');

@@ -6,6 +6,10 @@ export type Lane = 'high' | 'normal';
 /** Outbox state machine (see outbox-states.ts for the allowed transitions). */
 export type OutboxState = 'pending' | 'in_flight' | 'retry' | 'done' | 'dead' | 'superseded';
 
+export interface EraseOptions {
+  redoable?: boolean;
+}
+
 export interface OutboxItem {
   change: Change;
   lane: Lane;
@@ -202,8 +206,10 @@ export interface Store {
   /**
    * One transaction: delete the subject's observations, records, decision and pending outbox
    * rows except erase changes; keep a salted-hash tombstone and an audit fact.
+   * `redoable`: the erasure is derived again from durable statements if this commit is lost (a
+   * full reconcile's, a pull's), so the store may skip the fsync; by default it is durable.
    */
-  eraseSubject(subject: string, subjectHash: string, source: string, erasures: Change[]): Promise<void>;
+  eraseSubject(subject: string, subjectHash: string, source: string, erasures: Change[], opts?: EraseOptions): Promise<void>;
   isTombstoned(subjectHash: string): Promise<boolean>;
 
   // ---- audit, status --------------------------------------------------------

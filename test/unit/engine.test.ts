@@ -339,6 +339,43 @@ describe('engine: pull -> reconcile -> apply', () => {
     expect((await store.subjectState('ann@example.com')).observations).toHaveLength(0);
   });
 
+  it('erasure: a full reconcile erases without an fsync (redone from the erasure request); the instant path and a re-import stay durable', async () => {
+    const { engine, store, cs } = setup((clock) => [new FakeConnector('crm', clock)]);
+    const [crm] = cs as [FakeConnector];
+    crm.set('ann@example.com', 'email:newsletter', 'granted', '2024-01-01T00:00:00.000Z');
+    (crm.rows.get('ann@example.com') as FakeRow).erasure = '2024-03-01T00:00:00.000Z';
+    // What each erasure's commit asked of SQLite: synchronous = NORMAL is the store's unsynced commit.
+    const db = (store as unknown as { db: { pragma(sql: string): unknown } }).db;
+    const pragma = db.pragma.bind(db);
+    const syncs: string[] = [];
+    db.pragma = (sql: string) => {
+      if (sql.startsWith('synchronous')) syncs.push(sql);
+      return pragma(sql);
+    };
+    const erasing = (): string[] => syncs.splice(0);
+    const erase0 = store.eraseSubject.bind(store);
+    const durable: boolean[] = [];
+    store.eraseSubject = async (...args: Parameters<typeof erase0>) => {
+      erasing();
+      await erase0(...args);
+      durable.push(!erasing().includes('synchronous = NORMAL'));
+    };
+    await pullAllFakes(engine);
+    expect((await reconcile(engine)).erased).toBe(1);
+    await applyOutbox(engine, crm);
+    expect(crm.rows.has('ann@example.com')).toBe(false);
+    // Re-imported: the pull erases again, durably (an incremental cursor would not read it again).
+    crm.set('ann@example.com', 'email:newsletter', 'granted', '2024-04-01T00:00:00.000Z');
+    expect((await pullConnector(engine, crm, { full: true })).reerased).toBe(1);
+    // The CLI's erase answers its caller: durable.
+    await erase(engine, 'bob@example.com', { source: 'cli' });
+    expect(durable).toEqual([false, true, true]);
+    expect(await store.isTombstoned(subjectHash('ann@example.com', SALT))).toBe(true);
+    expect(await store.isTombstoned(subjectHash('bob@example.com', SALT))).toBe(true);
+    // Every commit put synchronous back to FULL.
+    expect(db.pragma('synchronous')).toEqual([{ synchronous: 2 }]);
+  });
+
   it('erasure: the suppression a platform keeps on purpose (eraseKeepsSuppression) is not erased again every pull', async () => {
     const { engine, store, cs } = setup((clock) => [new FakeConnector('crm', clock), new FakeConnector('esp', clock, undefined, { erase: false, eraseKeepsSuppression: true })]);
     const [crm, esp] = cs as [FakeConnector, FakeConnector];

@@ -8,6 +8,7 @@ import { ACTIVE_OUTBOX_STATES, OUTBOX_STATES, statesLeadingTo } from '../outbox-
 import type {
   DeadLetter,
   EncodedDecision,
+  EraseOptions,
   IngestPage,
   IngestResult,
   Lane,
@@ -838,13 +839,17 @@ export class SqliteStore implements Store {
 
   // ---- erasure ------------------------------------------------------------------------
 
-  async eraseSubject(subject: string, hash: string, source: string, erasures: Change[]): Promise<void> {
+  async eraseSubject(subject: string, hash: string, source: string, erasures: Change[], opts: EraseOptions = {}): Promise<void> {
     this.live();
     if (hash !== subjectHash(subject, this.salt)) {
       throw new StoreError('STORE_SALT_MISMATCH', 'subject hash was not made with this store\'s salt: the tombstone would never match');
     }
     await this.absorb();
-    this.tx(() => {
+    // A redoable erasure (a full reconcile's or a pull's) is not fsynced: lost to a power loss, it
+    // goes as a whole, and the erasure request (or the record seen again) that caused it is still
+    // there and dirty, so it is erased again. Measured at 1M people with 1,047 erasures: 3.7 s of
+    // fsyncs in a full reconcile.
+    (opts.redoable === true ? this.bulkTx.bind(this) : this.tx.bind(this))(() => {
       const now = new Date().toISOString();
       const s = this.s;
       // Rows logged after the absorb above (none in one process; another process may race).
