@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { change, decision, hashOf, obs, rec, tempStore } from './store-helpers.js';
-import type { SqliteStore } from '../../src/store/sqlite/index.js';
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate, type SqliteStore } from '../../src/store/sqlite/index.js';
 import type { Change } from '../../src/model/index.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -141,7 +142,8 @@ describe('sqlite store: outbox', () => {
         [keep.key, 'done'],
         [erase.key, 'done'],
       ]);
-      expect(rows[0]).toMatchObject({ subject: 'keep@x.io', record_id: keep.recordId, change: JSON.stringify(keep) });
+      // The key columns hold the rest (migration 4): the body is [target, rule, decidedBy, meta].
+      expect(rows[0]).toMatchObject({ subject: 'keep@x.io', record_id: keep.recordId, change: JSON.stringify([keep.target, keep.rule, keep.decidedBy, keep.meta]) });
       expect(rows[1]).toMatchObject({ subject: hashOf(who), record_id: hashOf(erase.recordId) });
       expect(rows[1]?.change).not.toContain(who);
     } finally {
@@ -225,5 +227,42 @@ describe('sqlite store: outbox', () => {
     expect(await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [a] }], 'high')).toEqual({ enqueued: 0 });
     const items = await store.claimOutbox('crm', 1, 0);
     expect(items.map((i) => [i.change.key, i.lane])).toEqual([[a.key, 'high']]);
+  });
+
+  it('migrates a version-3 outbox (whole changes as JSON): pending, in-flight, done and dead rows read back the same', async () => {
+    const t = tempStore();
+    cleanups.push(t.cleanup);
+    await t.store.close();
+    rmSync(t.path, { force: true });
+    const db = new Database(t.path);
+    migrate(db, t.path, MIGRATIONS.filter((m) => m.version <= 3));
+    const pending = change('p@x.io', { meta: { type: 'Lead', list: [1, 2] } });
+    const inFlight = change('f@x.io', { connectorId: 'esp' });
+    const done = change('d@x.io');
+    const dead = change('x@x.io', { op: 'erase', target: null, rule: null, decidedBy: null });
+    const flying = change('y@x.io', { connectorId: 'esp' });
+    const insert = db.prepare(
+      `INSERT INTO outbox (key, connector_id, record_id, subject, op, channel, purpose, lane, state, attempts, change, enqueued_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 'normal', ?, ?, ?, 't', 't')`,
+    );
+    for (const [c, state] of [[pending, 'pending'], [inFlight, 'in_flight'], [done, 'done'], [dead, 'dead'], [flying, 'in_flight']] as const) {
+      insert.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, state, state === 'pending' ? 0 : 1, JSON.stringify(c));
+    }
+    db.close();
+    const store = t.reopen();
+    expect(store.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+    // Claimed: the whole change, meta included.
+    expect((await store.claimOutbox('crm', 10, Date.now())).map((i) => i.change)).toEqual([pending]);
+    // Dead-lettered after the migration: the dead letter keeps the whole change.
+    await store.killOutbox(inFlight.key, 'gone');
+    expect((await store.listDeadLetters(10)).map((l) => l.change)).toEqual([inFlight]);
+    // The same keys planned again: the done one is re-armed and claimed whole; the dead one stays dead.
+    const again = (c: Change) => store.commitReconcile([{ subject: c.subject, decision: decision(c.subject), changes: [c] }], 'normal');
+    expect(await again(done)).toEqual({ enqueued: 1 });
+    expect(await again(dead)).toEqual({ enqueued: 0 });
+    expect((await store.claimOutbox('crm', 10, Date.now())).map((i) => i.change)).toEqual([done]);
+    // A row in flight is matched on its migrated target: the same target under a new key is not queued twice.
+    expect(await again(change(flying.subject, { connectorId: 'esp', decidedBy: 'obs-newer' }))).toEqual({ enqueued: 0 });
+    expect(await again(change(flying.subject, { connectorId: 'esp', decidedBy: 'obs-newer', target: 'granted', rule: 'R1-later-explicit-grant' }))).toEqual({ enqueued: 1 });
   });
 });

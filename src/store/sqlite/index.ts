@@ -30,6 +30,7 @@ import type { AbsorbStatements } from './absorb.js';
 import { BatchedInsert } from './batched-insert.js';
 import { BloomFilter } from './bloom.js';
 import { decodeDecision, encodeDecision } from './decisions.js';
+import { OUTBOX_COLUMNS, changeOfOutboxRow, outboxBody, outboxBodyPath, type OutboxColumns } from './outbox-rows.js';
 import { bodyPath, encodeSqlitePullPage, mayEcho, observationBody, recordOfRow, snapshotJson, type ObservationBody, type ObsLogRow, type SqlitePullPage } from './rows.js';
 import { LATEST_SCHEMA_VERSION, checkSchema, migrate } from './migrations.js';
 
@@ -140,8 +141,8 @@ function fromRecordRow(row: RecordRow): RecordSnapshot {
   return { connectorId: row.connector_id, recordId: row.record_id, subject: row.subject, consent: body.consent, suppressed: body.suppressed, meta: body.meta };
 }
 
-/** A claimed row as the claim's RETURNING gives it (raw): seq, change, lane, attempts, not_before, last_error, enqueued_at. */
-type ClaimedRow = [number, string, Lane, number, number, string | null, string];
+/** A claimed row as the claim's RETURNING gives it (raw): seq, OUTBOX_COLUMNS, lane, attempts, not_before, last_error, enqueued_at. */
+type ClaimedRow = [number, ...OutboxColumns, Lane, number, number, string | null, string];
 
 interface RunRow {
   id: number;
@@ -376,10 +377,10 @@ export class SqliteStore implements Store {
     // `inFlight`: the connectors known (in this transaction) to have something in flight; a bulk
     // commit skips the lookup for the others.
     if ((inFlight === null || inFlight.has(c.connectorId)) && this.s.inFlightSameTarget.get(c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.target, c.key) !== undefined) return false;
-    const json = JSON.stringify(c);
-    let fresh = this.s.insertOutbox.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, lane, json, now, now).changes > 0;
+    const body = outboxBody(c);
+    let fresh = this.s.insertOutbox.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, lane, body, now, now).changes > 0;
     if (!fresh) {
-      fresh = (reviveDead ? this.s.rearmDoneOrDead : this.s.rearmDone).run(lane, json, now, c.key).changes > 0;
+      fresh = (reviveDead ? this.s.rearmDoneOrDead : this.s.rearmDone).run(lane, c.subject, c.recordId, body, now, c.key).changes > 0;
       if (!fresh && lane === 'high') this.s.raiseLane.run(now, c.key);
     }
     if (fresh) this.s.supersede.run(now, c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.key);
@@ -723,13 +724,13 @@ export class SqliteStore implements Store {
       const items = new Array<OutboxItem>(picked.length);
       for (const row of this.s.claim.iterate(new Date().toISOString(), JSON.stringify(picked)) as IterableIterator<ClaimedRow>) {
         items[position.get(row[0]) as number] = {
-          change: JSON.parse(row[1]) as Change,
-          lane: row[2],
+          change: changeOfOutboxRow(row, 1),
+          lane: row[9],
           state: 'in_flight',
-          attempts: row[3],
-          notBefore: row[4],
-          lastError: row[5],
-          enqueuedAt: row[6],
+          attempts: row[10],
+          notBefore: row[11],
+          lastError: row[12],
+          enqueuedAt: row[13],
         };
       }
       return items;
@@ -745,12 +746,11 @@ export class SqliteStore implements Store {
         for (const key of this.s.markDone.all(now, JSON.stringify(keys)) as Array<string | null>) {
           if (key === null) continue;
           // The erasure went through: keep the fact, not the person.
-          const done = this.s.outboxChangeOf.get(key) as { subject: string; change: string };
-          const hash = subjectHash(done.subject, this.salt);
-          const c = JSON.parse(done.change) as Change;
+          const c = changeOfOutboxRow(this.s.outboxChangeOf.get(key) as unknown[]);
+          const hash = subjectHash(c.subject, this.salt);
           // Record ids may be the address itself (SendGrid) or derived from it (Mailchimp's MD5).
           const redacted: Change = { ...c, subject: hash, recordId: subjectHash(c.recordId, this.salt), meta: {} };
-          this.s.redactOutbox.run(hash, redacted.recordId, JSON.stringify(redacted), key);
+          this.s.redactOutbox.run(hash, redacted.recordId, outboxBody(redacted), key);
         }
       }
       // Through the log, so that the pushed snapshot lands after any pulled one still waiting there.
@@ -767,8 +767,11 @@ export class SqliteStore implements Store {
   async killOutbox(key: string, reason: string): Promise<void> {
     this.tx(() => {
       const now = new Date().toISOString();
-      const row = this.s.markDead.get(reason, now, key) as { connector_id: string; subject: string; change: string; attempts: number } | undefined;
-      if (row !== undefined) this.s.insertDeadLetter.run(key, row.connector_id, row.subject, row.change, reason, row.attempts, now);
+      const row = this.s.markDead.get(reason, now, key) as [...OutboxColumns, number] | undefined;
+      if (row === undefined) return;
+      // A dead letter keeps the whole change (few rows; read as it is by listDeadLetters).
+      const c = changeOfOutboxRow(row);
+      this.s.insertDeadLetter.run(key, c.connectorId, c.subject, JSON.stringify(c), reason, row[8], now);
     });
   }
 
@@ -1028,11 +1031,13 @@ function prepareStatements(db: Database.Database) {
       `INSERT OR IGNORE INTO outbox (key, connector_id, record_id, subject, op, channel, purpose, lane, state, attempts, not_before, last_error, change, enqueued_at, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, ?, ?, ?)`,
     ),
+    // Re-armed, a row gets its change back whole: a completed erasure's row was redacted (subject,
+    // record id and body), and the key columns hold the change's identity since migration 4.
     rearmDone: p(
-      `UPDATE outbox SET state = 'pending', lane = ?, change = ?, attempts = 0, not_before = 0, last_error = NULL, updated_at = ? WHERE key = ? AND state = 'done'`,
+      `UPDATE outbox SET state = 'pending', lane = ?, subject = ?, record_id = ?, change = ?, attempts = 0, not_before = 0, last_error = NULL, updated_at = ? WHERE key = ? AND state = 'done'`,
     ),
     rearmDoneOrDead: p(
-      `UPDATE outbox SET state = 'pending', lane = ?, change = ?, attempts = 0, not_before = 0, last_error = NULL, updated_at = ? WHERE key = ? AND state IN ('done', 'dead')`,
+      `UPDATE outbox SET state = 'pending', lane = ?, subject = ?, record_id = ?, change = ?, attempts = 0, not_before = 0, last_error = NULL, updated_at = ? WHERE key = ? AND state IN ('done', 'dead')`,
     ),
     raiseLane: p(`UPDATE outbox SET lane = 'high', updated_at = ? WHERE key = ? AND lane = 'normal' AND state IN ('pending', 'retry')`),
     supersede: p(
@@ -1042,24 +1047,24 @@ function prepareStatements(db: Database.Database) {
     anyInFlight: pluck(`SELECT 1 FROM outbox WHERE connector_id = ? AND state = 'in_flight' LIMIT 1`),
     inFlightSameTarget: pluck(
       `SELECT 1 FROM outbox WHERE connector_id = ? AND state = 'in_flight' AND record_id = ? AND op = ? AND channel = ? AND purpose = ?
-         AND json_extract(change, '$.target') IS ? AND key <> ? LIMIT 1`,
+         AND json_extract(change, ${outboxBodyPath('target')}) IS ? AND key <> ? LIMIT 1`,
     ),
     duePending: pluck(`SELECT seq FROM outbox WHERE connector_id = ? AND state = 'pending' AND lane = ? AND not_before = 0 ORDER BY seq LIMIT ?`),
     dueRetry: pluck(`SELECT seq FROM outbox WHERE connector_id = ? AND state = 'retry' AND lane = ? AND not_before <= ? ORDER BY seq LIMIT ?`),
     claim: p(
       `UPDATE outbox SET state = 'in_flight', attempts = attempts + 1, updated_at = ? WHERE seq IN (SELECT value FROM json_each(?))
-       RETURNING seq, change, lane, attempts, not_before, last_error, enqueued_at`,
+       RETURNING seq, ${OUTBOX_COLUMNS}, lane, attempts, not_before, last_error, enqueued_at`,
     ).raw(true),
     markDone: pluck(
       `UPDATE outbox SET state = 'done', updated_at = ? WHERE key IN (SELECT value FROM json_each(?)) AND state IN (${toDone})
        RETURNING CASE WHEN op = 'erase' THEN key END`,
     ),
-    outboxChangeOf: p('SELECT subject, change FROM outbox WHERE key = ?'),
+    outboxChangeOf: p(`SELECT ${OUTBOX_COLUMNS} FROM outbox WHERE key = ?`).raw(true),
     redactOutbox: p('UPDATE outbox SET subject = ?, record_id = ?, change = ? WHERE key = ?'),
     markRetry: p(`UPDATE outbox SET state = 'retry', not_before = ?, last_error = ?, updated_at = ? WHERE key = ? AND state IN (${toRetry})`),
     markDead: p(
-      `UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE key = ? AND state IN (${toDead}) RETURNING connector_id, subject, change, attempts`,
-    ),
+      `UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE key = ? AND state IN (${toDead}) RETURNING ${OUTBOX_COLUMNS}, attempts`,
+    ).raw(true),
     insertDeadLetter: p('INSERT INTO dead_letters (key, connector_id, subject, change, reason, attempts, dead_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     requeue: p(`UPDATE outbox SET state = 'pending', not_before = 0, updated_at = ? WHERE connector_id = ? AND state = 'in_flight'`),
     outboxConnectors: pluck(

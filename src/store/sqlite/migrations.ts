@@ -280,6 +280,17 @@ DROP TABLE obs_log;
 ALTER TABLE obs_log_v3 RENAME TO obs_log;
 `,
   },
+  {
+    version: 4,
+    description: 'outbox.change holds only what its key columns do not: [target, rule, decidedBy, meta]',
+    // See outbox-rows.ts. Every row is rewritten in place (the key columns already hold the rest);
+    // dead_letters keep the whole change. json(): meta stays a JSON object, not a quoted string.
+    sql: `
+UPDATE outbox SET change = json_array(
+  json_extract(change, '$.target'), json_extract(change, '$.rule'), json_extract(change, '$.decidedBy'), json(coalesce(json_extract(change, '$.meta'), '{}'))
+);
+`,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
