@@ -23,7 +23,4 @@ servePages<PullRequest, PulledPage>(
     const observations = p.observations.map((o) => toObservation(o, observedAt));
     return { page: encodePullPage(data.encoding, { observations, records: p.records }), cursor: p.cursor, rejects: p.rejects ?? [] };
   },
-  async () => {
-    await pages?.return?.();
-  },
 );

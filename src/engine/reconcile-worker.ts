@@ -38,5 +38,4 @@ servePages<PlanRequest, PagePlan[]>(
       return pagePlan(plan, store.encodeDecision(plan.decision));
     });
   },
-  () => store.close(),
 );

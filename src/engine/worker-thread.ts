@@ -7,8 +7,9 @@ import { parentPort, Worker } from 'node:worker_threads';
  * main thread commits; memory holds at most that many pages.
  */
 
-/** Main thread -> worker. */
-export type PageRequest<R> = { type: 'next'; req: R } | { type: 'close' };
+/** Main thread -> worker. (No 'close': the main thread terminates the worker, which frees its
+ * open files and databases with its thread.) */
+export type PageRequest<R> = { type: 'next'; req: R };
 /** Worker -> main thread, one per 'next', in order. `page` null: there are no more. */
 export type PageReply<P> = { type: 'page'; page: P | null } | { type: 'error'; message: string; code?: string };
 
@@ -101,18 +102,14 @@ export function pagedWorker<R, P>(worker: Worker, what: string, makeRequest: () 
 
 /**
  * The worker's side: answer each request with `serve` (null: no more pages), one at a time and in
- * order. After an error or the end, every later request gets the end. `close` runs on 'close'.
+ * order. After an error or the end, every later request gets the end.
  */
-export function servePages<R, P>(serve: (req: R) => Promise<P | null>, close: () => Promise<void>): void {
+export function servePages<R, P>(serve: (req: R) => Promise<P | null>): void {
   const port = parentPort;
   if (port === null) throw new Error('a page worker runs as a worker thread only');
   let done = false;
   let chain: Promise<void> = Promise.resolve();
   port.on('message', (msg: PageRequest<R>) => {
-    if (msg.type === 'close') {
-      chain = chain.then(close).then(() => port.close());
-      return;
-    }
     chain = chain
       .then(async () => {
         const page = done ? null : await serve(msg.req);
