@@ -127,18 +127,13 @@ const ECHO_OF_LOG_ROW = `CASE WHEN l.rec_mark IS NULL THEN 0 WHEN json_extract(l
 
 const sqlList = (values: readonly string[]): string => values.map((v) => `'${v}'`).join(', ');
 
-/** A stored snapshot: the key columns, and the rest as JSON. */
-interface RecordRow {
-  subject: string;
-  connector_id: string;
-  record_id: string;
-  snapshot: string;
-}
-
+/** Columns of a stored snapshot read back: the key columns, and the rest as JSON (statements in raw mode). */
+const REC_READ = 'subject, connector_id, record_id, snapshot';
+type RecordRow = [string, string, string, string];
 
 function fromRecordRow(row: RecordRow): RecordSnapshot {
-  const body = JSON.parse(row.snapshot) as Pick<RecordSnapshot, 'consent' | 'suppressed' | 'meta'>;
-  return { connectorId: row.connector_id, recordId: row.record_id, subject: row.subject, consent: body.consent, suppressed: body.suppressed, meta: body.meta };
+  const body = JSON.parse(row[3]) as Pick<RecordSnapshot, 'consent' | 'suppressed' | 'meta'>;
+  return { connectorId: row[1], recordId: row[2], subject: row[0], consent: body.consent, suppressed: body.suppressed, meta: body.meta };
 }
 
 /** A claimed row as the claim's RETURNING gives it (raw): seq, OUTBOX_COLUMNS, lane, attempts, not_before, last_error, enqueued_at. */
@@ -570,15 +565,19 @@ export class SqliteStore implements Store {
   /** Observations and records of the given subjects: one query each. */
   private loadInto(bySubject: Map<string, SubjectState>): void {
     const list = JSON.stringify([...bySubject.keys()]);
-    this.fill(bySubject, this.s.obsOfSubjects.iterate(list) as IterableIterator<ObservationRow>, this.s.recordsOfSubjects.iterate(list) as IterableIterator<RecordRow>);
+    this.fill(bySubject, this.s.obsOfSubjects.all(list) as ObservationRow[], this.s.recordsOfSubjects.all(list) as RecordRow[]);
   }
 
-  /** The same for the subjects from `first` to `last`, all in the map: two range reads in key order. */
+  /**
+   * The same for the subjects from `first` to `last`, all in the map: two range reads in key order.
+   * Read whole (`all`, a page of subjects is bounded): stepping a statement row by row from JS
+   * cost 1.4x as much (measured at 1M people: 6.2 s against 4.5 s for every row of both tables).
+   */
   private loadRange(bySubject: Map<string, SubjectState>, first: string, last: string): void {
-    this.fill(bySubject, this.s.obsOfRange.iterate(first, last) as IterableIterator<ObservationRow>, this.s.recordsOfRange.iterate(first, last) as IterableIterator<RecordRow>);
+    this.fill(bySubject, this.s.obsOfRange.all(first, last) as ObservationRow[], this.s.recordsOfRange.all(first, last) as RecordRow[]);
   }
 
-  private fill(bySubject: Map<string, SubjectState>, obs: IterableIterator<ObservationRow>, records: IterableIterator<RecordRow>): void {
+  private fill(bySubject: Map<string, SubjectState>, obs: readonly ObservationRow[], records: readonly RecordRow[]): void {
     let st: SubjectState | undefined;
     for (const row of obs) {
       if (st?.subject !== row[1]) st = bySubject.get(row[1]);
@@ -586,7 +585,7 @@ export class SqliteStore implements Store {
     }
     st = undefined;
     for (const row of records) {
-      if (st?.subject !== row.subject) st = bySubject.get(row.subject);
+      if (st?.subject !== row[0]) st = bySubject.get(row[0]);
       st?.records.push(fromRecordRow(row));
     }
   }
@@ -994,7 +993,7 @@ function prepareStatements(db: Database.Database) {
        ) LIMIT 1`,
     ),
     obsLogOf: p(`SELECT l.id, l.subject, ${ECHO_OF_LOG_ROW} AS echo, l.body FROM obs_log AS l WHERE l.subject = ? ORDER BY l.seq`).raw(true),
-    recLogOf: p('SELECT subject, connector_id, record_id, snapshot FROM rec_log WHERE subject = ? ORDER BY seq'),
+    recLogOf: p(`SELECT ${REC_READ} FROM rec_log WHERE subject = ? ORDER BY seq`).raw(true),
     eraseObsLog: p('DELETE FROM obs_log WHERE subject = ?'),
     eraseRecLog: p('DELETE FROM rec_log WHERE subject = ?'),
 
@@ -1014,10 +1013,10 @@ function prepareStatements(db: Database.Database) {
       'SELECT subject, dirty FROM subjects WHERE dirty > 0 AND subject > ? AND subject IN (SELECT value FROM json_each(?)) ORDER BY subject LIMIT ?',
     ),
     obsOfSubjects: p(`SELECT ${OBS_READ} FROM observations WHERE subject IN (SELECT value FROM json_each(?))`).raw(true),
-    recordsOfSubjects: p('SELECT subject, connector_id, record_id, snapshot FROM records WHERE subject IN (SELECT value FROM json_each(?))'),
+    recordsOfSubjects: p(`SELECT ${REC_READ} FROM records WHERE subject IN (SELECT value FROM json_each(?))`).raw(true),
     countSubjectsIn: pluck('SELECT count(*) FROM subjects WHERE subject >= ? AND subject <= ?'),
     obsOfRange: p(`SELECT ${OBS_READ} FROM observations WHERE subject >= ? AND subject <= ?`).raw(true),
-    recordsOfRange: p('SELECT subject, connector_id, record_id, snapshot FROM records WHERE subject >= ? AND subject <= ?'),
+    recordsOfRange: p(`SELECT ${REC_READ} FROM records WHERE subject >= ? AND subject <= ?`).raw(true),
     dirtyOf: p('SELECT subject, dirty FROM subjects WHERE subject IN (SELECT value FROM json_each(?))'),
     clearDirtyOf: p('UPDATE subjects SET dirty = 0 WHERE subject IN (SELECT value FROM json_each(?))'),
     markAllDirty: p('UPDATE subjects SET dirty = dirty + 1'),
