@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { change, decision, hashOf, obs, rec, tempStore } from './store-helpers.js';
@@ -264,5 +265,108 @@ describe('sqlite store: outbox', () => {
     // A row in flight is matched on its migrated target: the same target under a new key is not queued twice.
     expect(await again(change(flying.subject, { connectorId: 'esp', decidedBy: 'obs-newer' }))).toEqual({ enqueued: 0 });
     expect(await again(change(flying.subject, { connectorId: 'esp', decidedBy: 'obs-newer', target: 'granted', rule: 'R1-later-explicit-grant' }))).toEqual({ enqueued: 1 });
+  });
+});
+
+describe('sqlite store: superseding in a bulk commit', () => {
+  // A few targets (connector x record x purpose) and, for each, changes that differ in target
+  // state or deciding observation (so in key): collisions on a target are the point.
+  const changeArb = fc
+    .record({
+      connectorId: fc.constantFrom('crm', 'esp'),
+      who: fc.constantFrom('a@x.io', 'b@x.io'),
+      purpose: fc.constantFrom('*', 'newsletter'),
+      target: fc.constantFrom('denied' as const, 'granted' as const),
+      decidedBy: fc.constantFrom('o1', 'o2'),
+    })
+    .map(({ who, ...over }) => change(who, over));
+  /** What happens to the queue before the commit under test: each change queued, then left in a state. */
+  const historyArb = fc.array(fc.tuple(changeArb, fc.constantFrom('pending', 'in_flight', 'retry', 'done', 'dead')), { maxLength: 8 });
+
+  async function replay(history: Array<[Change, string]>): Promise<{ s: SqliteStore; path: string }> {
+    const t = tempStore();
+    cleanups.push(t.cleanup);
+    const s = t.store;
+    for (const [c, state] of history) {
+      const { enqueued } = await s.commitReconcile([{ subject: c.subject, decision: decision(c.subject), changes: [c] }], 'normal');
+      if (enqueued === 0 || state === 'pending') continue;
+      // Put the row in its state directly (claiming goes by seq, not by key).
+      const db = new Database(t.path);
+      db.prepare('UPDATE outbox SET state = ? WHERE key = ?').run(state, c.key);
+      db.close();
+    }
+    return { s, path: t.path };
+  }
+
+  function rows(path: string): unknown[] {
+    const db = new Database(path, { readonly: true });
+    try {
+      return db.prepare('SELECT key, state, lane FROM outbox ORDER BY seq').all();
+    } finally {
+      db.close();
+    }
+  }
+
+  it('one commit of many changes leaves the outbox as one commit per change would', async () => {
+    await fc.assert(
+      fc.asyncProperty(historyArb, fc.array(changeArb, { minLength: 1, maxLength: 8 }), async (history, batch) => {
+        // commitReconcile queues connector by connector (in order of first appearance): the
+        // per-change commits follow that order.
+        const order = [...new Set(batch.map((c) => c.connectorId))];
+        const ordered = order.flatMap((id) => batch.filter((c) => c.connectorId === id));
+        const bulk = await replay(history);
+        const results = batch.map((c) => ({ subject: c.subject, decision: decision(c.subject), changes: [c] }));
+        const one = await bulk.s.commitReconcile(results, 'normal');
+        const single = await replay(history);
+        let enqueued = 0;
+        for (const c of ordered) enqueued += (await single.s.commitReconcile([{ subject: c.subject, decision: decision(c.subject), changes: [c] }], 'normal')).enqueued;
+        expect(rows(bulk.path)).toEqual(rows(single.path));
+        expect(one.enqueued).toBe(enqueued);
+        await bulk.s.close();
+        await single.s.close();
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a bulk commit supersedes the pending and retrying rows of each target it adds to, and leaves the one in flight', async () => {
+    const pending = change('a@x.io', { decidedBy: 'o1' });
+    const retrying = change('b@x.io', { decidedBy: 'o1' });
+    const inFlight = change('c@x.io', { decidedBy: 'o1' });
+    const { s: store, path } = await replay([
+      [pending, 'pending'],
+      [retrying, 'retry'],
+      [inFlight, 'in_flight'],
+    ]);
+    const news = ['a@x.io', 'b@x.io', 'c@x.io', 'd@x.io'].map((who) => change(who, { target: 'granted', decidedBy: 'o2' }));
+    const { enqueued } = await store.commitReconcile(
+      news.map((c) => ({ subject: c.subject, decision: decision(c.subject, 'granted'), changes: [c] })),
+      'normal',
+    );
+    expect(enqueued).toBe(4);
+    expect(rows(path)).toEqual([
+      { key: pending.key, state: 'superseded', lane: 'normal' },
+      { key: retrying.key, state: 'superseded', lane: 'normal' },
+      { key: inFlight.key, state: 'in_flight', lane: 'normal' },
+      ...news.map((c) => ({ key: c.key, state: 'pending', lane: 'normal' })),
+    ]);
+  });
+
+  it('a change re-armed in the middle of a bulk commit supersedes the rows added before it, not the other way round', async () => {
+    const old = change('a@x.io', { decidedBy: 'o1' });
+    const { s: store, path } = await replay([[old, 'done']]);
+    const newer = change('a@x.io', { target: 'granted', decidedBy: 'o2' });
+    // newer is added, then old's key comes again (the record went back on what we pushed): old wins.
+    await store.commitReconcile(
+      [
+        { subject: 'a@x.io', decision: decision('a@x.io'), changes: [newer] },
+        { subject: 'a@x.io', decision: decision('a@x.io'), changes: [old] },
+      ],
+      'normal',
+    );
+    expect(rows(path)).toEqual([
+      { key: old.key, state: 'pending', lane: 'normal' },
+      { key: newer.key, state: 'superseded', lane: 'normal' },
+    ]);
   });
 });
