@@ -9,7 +9,18 @@ export interface PlanTarget {
 
 type ChangeBody = Omit<Change, 'key'>;
 
-function withKey(body: ChangeBody): Change {
+/** The change `op` on the context's record, keyed; built in one literal (every change of a plan comes through here). */
+function changeOf(
+  ctx: RecordPlanContext,
+  op: Change['op'],
+  channel: Channel,
+  purpose: string,
+  target: Change['target'],
+  rule: Change['rule'],
+  decidedBy: Change['decidedBy'],
+): Change {
+  const { record } = ctx;
+  const body: ChangeBody = { connectorId: record.connectorId, recordId: record.recordId, subject: ctx.decision.subject, meta: record.meta, op, channel, purpose, target, rule, decidedBy };
   return { key: changeKey(body), ...body };
 }
 
@@ -62,10 +73,6 @@ interface RecordPlanContext {
   suppressions: ReadonlyMap<Channel, ChannelSuppression>;
 }
 
-function base(ctx: RecordPlanContext): Pick<ChangeBody, 'connectorId' | 'recordId' | 'subject' | 'meta'> {
-  return { connectorId: ctx.record.connectorId, recordId: ctx.record.recordId, subject: ctx.decision.subject, meta: ctx.record.meta };
-}
-
 /**
  * Rule 6: erase where the platform can; otherwise anonymize-and-suppress: suppress every
  * suppression channel and deny every consent scope (skipping what the record already says,
@@ -73,28 +80,25 @@ function base(ctx: RecordPlanContext): Pick<ChangeBody, 'connectorId' | 'recordI
  * subject gets nothing: pushing the address of a person who asked to be forgotten into a
  * system that never had it would be the opposite of erasure.
  */
-function planErasure(ctx: RecordPlanContext): Change[] {
-  if (ctx.synthesized) return [];
-  const b = base(ctx);
+function planErasure(ctx: RecordPlanContext, out: Change[]): void {
+  if (ctx.synthesized) return;
   if (ctx.caps.erase) {
     // An erase is about the whole record; channel/purpose are required by Change, so it is filed under (email, *).
-    return [withKey({ ...b, op: 'erase', channel: 'email', purpose: '*', target: null, rule: null, decidedBy: null })];
+    out.push(changeOf(ctx, 'erase', 'email', '*', null, null, null));
+    return;
   }
-  const out: Change[] = [];
   for (const channel of ctx.caps.suppression) {
     if (ctx.record.suppressed[channel] === true) continue;
-    out.push(withKey({ ...b, op: 'suppress', channel, purpose: '*', target: null, rule: null, decidedBy: null }));
+    out.push(changeOf(ctx, 'suppress', channel, '*', null, null, null));
   }
   for (const scope of ctx.caps.consent) {
     if (ctx.record.consent[scopeKey(scope.channel, scope.purpose)] === 'denied') continue;
-    out.push(withKey({ ...b, op: 'set_consent', channel: scope.channel, purpose: scope.purpose, target: 'denied', rule: null, decidedBy: null }));
+    out.push(changeOf(ctx, 'set_consent', scope.channel, scope.purpose, 'denied', null, null));
   }
-  return out;
 }
 
 /** Consent scopes: push denials always, grants only where the platform takes them; unknown never moves anything. */
-function planConsent(ctx: RecordPlanContext): Change[] {
-  const out: Change[] = [];
+function planConsent(ctx: RecordPlanContext, out: Change[]): void {
   const scopes = ctx.caps.consent;
   const keys = scopeKeysOf(scopes);
   for (let i = 0; i < scopes.length; i++) {
@@ -114,27 +118,27 @@ function planConsent(ctx: RecordPlanContext): Change[] {
     if (perm.state === 'granted' && ctx.suppressions.has(scope.channel)) continue;
     if (perm.state === 'granted' && ctx.caps.keepsChannelDenial === true && scope.purpose === ALL_PURPOSES) continue;
     if (perm.state === 'granted' && scope.purpose !== ALL_PURPOSES && coversPurposes(ctx.caps) && ctx.record.consent[allPurposesKey(scope.channel)] === 'denied') continue;
-    out.push(
-      withKey({ ...base(ctx), op: 'set_consent', channel: scope.channel, purpose: scope.purpose, target: perm.state, rule: perm.rule, decidedBy: perm.decidedBy }),
-    );
+    out.push(changeOf(ctx, 'set_consent', scope.channel, scope.purpose, perm.state, perm.rule, perm.decidedBy));
   }
-  return out;
 }
 
 /** Rule 5: a suppression anywhere is pushed to every platform with a mechanism for that channel. */
-function planSuppressions(ctx: RecordPlanContext): Change[] {
-  const out: Change[] = [];
+function planSuppressions(ctx: RecordPlanContext, out: Change[]): void {
   for (const channel of ctx.caps.suppression) {
     const s = ctx.suppressions.get(channel);
     if (s === undefined || ctx.record.suppressed[channel] === true) continue;
-    out.push(withKey({ ...base(ctx), op: 'suppress', channel, purpose: '*', target: null, rule: null, decidedBy: s.decidedBy }));
+    out.push(changeOf(ctx, 'suppress', channel, '*', null, null, s.decidedBy));
   }
-  return out;
 }
 
-function planRecord(ctx: RecordPlanContext): Change[] {
-  if (ctx.decision.erasureRequested) return planErasure(ctx);
-  return [...planConsent(ctx), ...planSuppressions(ctx)];
+/** The record's changes, appended to `out`. */
+function planRecord(ctx: RecordPlanContext, out: Change[]): void {
+  if (ctx.decision.erasureRequested) {
+    planErasure(ctx, out);
+    return;
+  }
+  planConsent(ctx, out);
+  planSuppressions(ctx, out);
 }
 
 /** The snapshot planned against when a bare-address platform holds no record: the address is the record. */
@@ -151,23 +155,25 @@ export function planSubject(decision: Decision, records: readonly RecordSnapshot
   const permissions = new Map(decision.permissions.map((p) => [scopeKey(p.channel, p.purpose), p] as const));
   const suppressions = new Map(decision.suppressions.map((s) => [s.channel, s] as const));
   const seenTargets = new Set<string>();
-  const byKey = new Map<string, Change>();
+  const planned: Change[] = [];
+  const plan = (record: RecordSnapshot, caps: ConnectorCapabilities, synthesized: boolean): void =>
+    planRecord({ decision, record, caps, synthesized, permissions, suppressions }, planned);
 
   for (const target of targets) {
     if (seenTargets.has(target.connectorId)) continue;
     seenTargets.add(target.connectorId);
-    const own = records.filter((r) => r.connectorId === target.connectorId && r.subject === decision.subject);
-    const plans: Array<{ record: RecordSnapshot; synthesized: boolean }> = own.map((record) => ({ record, synthesized: false }));
-    if (own.length === 0 && target.capabilities.acceptsUnknownAddresses) {
-      plans.push({ record: syntheticSnapshot(target.connectorId, decision.subject), synthesized: true });
+    let own = 0;
+    for (const r of records) {
+      if (r.connectorId !== target.connectorId || r.subject !== decision.subject) continue;
+      own++;
+      plan(r, target.capabilities, false);
     }
-    for (const { record, synthesized } of plans) {
-      for (const c of planRecord({ decision, record, caps: target.capabilities, synthesized, permissions, suppressions })) {
-        // Two snapshots of the same record id can only yield the same correction twice: keep one.
-        if (!byKey.has(c.key)) byKey.set(c.key, c);
-      }
-    }
+    if (own === 0 && target.capabilities.acceptsUnknownAddresses) plan(syntheticSnapshot(target.connectorId, decision.subject), target.capabilities, true);
   }
+  if (planned.length < 2) return planned;
+  // Two snapshots of the same record id can only yield the same correction twice: keep one.
+  const byKey = new Map<string, Change>();
+  for (const c of planned) if (!byKey.has(c.key)) byKey.set(c.key, c);
   return [...byKey.values()].sort(compareChanges);
 }
 
