@@ -138,6 +138,36 @@ describe('sqlite store: pull ingestion', () => {
   });
 });
 
+describe('sqlite store: observation bodies', () => {
+  it('a record id equal to the subject is stored once, and every form reads back as it was stated', async () => {
+    const { store, path } = fresh();
+    const bare = obs('a@x.io', { recordId: 'a@x.io' });
+    const other = obs('a@x.io', { recordId: 'r-1', purpose: 'newsletter' });
+    const none = obs('a@x.io', { recordId: null, source: 'cli', purpose: 'events' });
+    const viaWebhook = obs('a@x.io', { recordId: 'a@x.io', state: 'granted', statedAt: '2024-07-01T10:00:00.000Z' });
+    await store.ingestPage('crm', 1, { observations: [bare, other, none], records: [] }, null);
+    await store.addObservations([viaWebhook]);
+    // A body written before the elision holds the record id itself.
+    const legacy = obs('a@x.io', { recordId: 'a@x.io', purpose: 'product_updates' });
+    const db = new Database(path);
+    db.prepare('INSERT INTO observations (subject, id, seq, echo, body) VALUES (?, ?, 99, 0, ?)').run(
+      legacy.subject,
+      legacy.id,
+      JSON.stringify([legacy.source, legacy.recordId, legacy.kind, legacy.channel, legacy.purpose, legacy.state, legacy.strength, legacy.statedAt, legacy.how, legacy.reference, legacy.evidence, legacy.reason, legacy.observedAt]),
+    );
+    db.close();
+    const byId = (xs: readonly Observation[]) => [...xs].sort((x, y) => (x.id < y.id ? -1 : 1));
+    expect(byId((await store.subjectState('a@x.io')).observations)).toEqual(byId([bare, other, none, viaWebhook, legacy]));
+    // Everything absorbed by now: only the legacy body and the one with another record id spell out an id.
+    const ro = new Database(path, { readonly: true });
+    const bodies = ro.prepare('SELECT body FROM observations WHERE subject = ?').pluck().all('a@x.io') as string[];
+    ro.close();
+    expect(bodies).toHaveLength(5);
+    expect(bodies.filter((b) => b.includes('"a@x.io"'))).toHaveLength(1);
+    expect(bodies.filter((b) => b.includes('"r-1"'))).toHaveLength(1);
+  });
+});
+
 describe('sqlite store: reconcile', () => {
   it('pages dirty subjects by subject with their observations and records', async () => {
     const { store } = fresh();

@@ -31,7 +31,7 @@ import { BatchedInsert } from './batched-insert.js';
 import { BloomFilter } from './bloom.js';
 import { decodeDecision, encodeDecision } from './decisions.js';
 import { OUTBOX_COLUMNS, changeOfOutboxRow, outboxBody, outboxBodyPath, type OutboxColumns } from './outbox-rows.js';
-import { bodyPath, encodeSqlitePullPage, mayEcho, observationBody, recordOfRow, snapshotJson, type ObservationBody, type ObsLogRow, type SqlitePullPage } from './rows.js';
+import { RECORD_ID_IS_SUBJECT, bodyPath, encodeSqlitePullPage, mayEcho, observationBody, recordOfRow, snapshotJson, type ObservationBody, type ObsLogRow, type SqlitePullPage } from './rows.js';
 import { LATEST_SCHEMA_VERSION, checkSchema, migrate } from './migrations.js';
 
 export { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate } from './migrations.js';
@@ -90,7 +90,7 @@ function fromRow(row: ObservationRow): Observation {
     id: row[0],
     subject: row[1],
     source: b[0],
-    recordId: b[1],
+    recordId: b[1] === RECORD_ID_IS_SUBJECT ? row[1] : b[1],
     kind: b[2],
     channel: b[3],
     purpose: b[4],
