@@ -29,6 +29,8 @@ export interface ReconcileFigures {
   applied: number;
   rows_per_s: number;
   peak_rss_mb: number;
+  /** Peak RSS as each phase (pull, reconcile, apply, the untimed check) ended. */
+  peak_rss_mb_by_phase_end: Record<string, number>;
   second_plan_changes: number;
 }
 
@@ -71,8 +73,13 @@ export async function benchReconcile(opts: { people: number; runs: number; seed:
     }
   }
   if (buildDir !== null) rmSync(buildDir, { recursive: true, force: true });
-  const keys = Object.keys(results[0] ?? {}) as Array<keyof ReconcileFigures>;
-  const med = Object.fromEntries(keys.map((k) => [k, Math.round(median(results.map((r) => r[k])))]));
+  // One flat row per figure; the peak after each phase as peak_rss_mb_<phase>.
+  const flat = results.map((r) => {
+    const { peak_rss_mb_by_phase_end: byPhase, ...numbers } = r;
+    return { ...numbers, ...Object.fromEntries(Object.entries(byPhase).map(([p, mb]) => [`peak_rss_mb_${p}`, mb])) } as Record<string, number>;
+  });
+  const keys = Object.keys(flat[0] ?? {});
+  const med = Object.fromEntries(keys.map((k) => [k, Math.round(median(flat.map((r) => r[k] ?? Number.NaN)))]));
   console.log(`\nreconcile, ${opts.people} people${opts.heapMb === undefined ? '' : `, V8 old space ${opts.heapMb} MB`}${buildDir === null ? ', from source (tsx)' : ', compiled'}, median of ${opts.runs}:`);
   console.table(med);
 }

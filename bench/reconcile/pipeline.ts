@@ -14,11 +14,15 @@ if (!configPath) throw new Error('usage: pipeline.ts CONFIG');
 
 const rt = openRuntime({ config: configPath });
 const phases: Record<string, number> = {};
+// The process's peak RSS as each phase ends (it only grows): says which phase set the peak.
+const peakByPhase: Record<string, number> = {};
+const peakRssMb = () => Math.round(process.resourceUsage().maxRSS / 1024);
 const t0 = performance.now();
 let t = t0;
 const lap = (name: string) => {
   const now = performance.now();
   phases[name] = Math.round(now - t);
+  peakByPhase[name.replace(/_ms$/, '')] = peakRssMb();
   t = now;
 };
 
@@ -31,7 +35,9 @@ lap('apply_ms');
 const total = Math.round(performance.now() - t0);
 // Convergence check (not timed): a fresh pull of every system and a plan must find nothing to change.
 await pullAll(rt.engine, rt.connectors, { full: true });
+peakByPhase.check_pull = peakRssMb();
 const second = await planReport(rt.engine);
+peakByPhase.check_plan = peakRssMb();
 await rt.close();
 
 let rows = 0;
@@ -47,7 +53,8 @@ console.log(
     changes: rec.changes,
     applied: applyOk,
     rows_per_s: Math.round(rows / (total / 1000)),
-    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    peak_rss_mb: peakRssMb(),
+    peak_rss_mb_by_phase_end: peakByPhase,
     second_plan_changes: second.changes,
   }),
 );

@@ -44,8 +44,11 @@ function emptyStats(engine: Engine): ReconcileStats {
 /** Told, once a commit is done, which changes each of its (not erased) subjects needs. */
 export type PlannedListener = (subject: string, changes: readonly Change[]) => void;
 
-/** Where the plans come from: a worker thread for a large full reconcile, else this thread. */
-async function planPages(engine: Engine, only: readonly string[] | undefined, opts: ReconcileOptions): Promise<PlanPages> {
+/**
+ * Where the plans come from: a worker thread for a large full reconcile (or dry run), else this
+ * thread.
+ */
+export async function planPages(engine: Engine, only: readonly string[] | undefined, opts: ReconcileOptions): Promise<PlanPages> {
   const mode = opts.worker ?? 'auto';
   if (only === undefined && mode !== 'never' && (mode === 'always' || (await engine.store.dirtyCount()) >= RECONCILE_WORKER_MIN)) {
     const spec = await engine.store.readerSpec();

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Connector } from '../../src/connectors/contract.js';
-import { createEngine, reconcile, type Engine } from '../../src/engine/index.js';
+import { createEngine, planReport, reconcile, type Engine } from '../../src/engine/index.js';
 import { RECONCILE_PAGE } from '../../src/engine/reconcile.js';
 import type { Change } from '../../src/model/index.js';
 import type { SqliteStore } from '../../src/store/sqlite/index.js';
@@ -105,6 +105,32 @@ describe('reconcile on a worker thread', () => {
     expect(right).toEqual(left);
     // The run is recorded like any other.
     expect((await onWorker.lastRun('reconcile', null))?.status).toBe('ok');
+  });
+
+  it('a dry run (plan) on the worker thread reports the same changes as on this thread and writes nothing', async () => {
+    const store = freshStore();
+    await fill(store);
+    const engine = engineOf(store);
+    const seen = (worker: 'never' | 'always') => async () => {
+      const changes: Change[] = [];
+      const report = await planReport(engine, (c) => void changes.push(c), { worker });
+      return { report, changes };
+    };
+    const left = await seen('never')();
+    const right = await seen('always')();
+    expect(right).toEqual(left);
+    expect(left.report.subjects).toBe(N);
+    expect(left.report.erasures).toBe(Math.ceil(N / 97));
+    expect(left.changes.length).toBe(left.report.changes);
+    expect(left.report.changes).toBeGreaterThan(N / 7);
+    // Nothing was written: every subject is still dirty, no decision saved, nothing queued.
+    expect(await store.dirtyCount()).toBe(N);
+    expect(await store.decision(who(0))).toBeNull();
+    expect(await store.claimOutbox('crm', 10, Date.now())).toEqual([]);
+    // 'always' did take the worker path: a worker that cannot open the store fails the dry run.
+    const broken = Object.create(store) as SqliteStore;
+    broken.readerSpec = () => Promise.resolve({ kind: 'sqlite', path: '/nonexistent/dir/consentd.db', salt: SALT });
+    await expect(planReport(engineOf(broken), undefined, { worker: 'always' })).rejects.toThrow(/nonexistent|unable to open|directory does not exist/i);
   });
 
   it('a subject that changed while the worker decided stays dirty for the next pass', async () => {
