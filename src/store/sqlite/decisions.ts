@@ -44,10 +44,8 @@ export function encodeDecision(d: Decision): string {
   return JSON.stringify(row);
 }
 
+/** A format-2 row is a format-3 row whose every entry holds one purpose: one loop reads both. */
 function permissionsOf(row: DecisionRowV2 | DecisionRowV3): Permission[] {
-  if (row[0] === 2) {
-    return row[1].map(([channel, purpose, state, rule, decidedBy, statedAt, stale]) => ({ channel, purpose, state, rule, decidedBy, statedAt, stale: stale === 1 }));
-  }
   const out: Permission[] = [];
   for (const [channel, purposes, state, rule, decidedBy, statedAt, stale] of row[1]) {
     for (const purpose of typeof purposes === 'string' ? [purposes] : purposes) out.push({ channel, purpose, state, rule, decidedBy, statedAt, stale: stale === 1 });

@@ -378,11 +378,7 @@ export class SqliteStore implements Store {
   /**
    * Enqueue one change: idempotent by key. A key seen before is re-armed if it was done (the
    * record drifted after our push) or, when `reviveDead`, dead. A change that is new (or re-armed)
-   * supersedes the pending/retry rows of the same target with another key.
-   */
-  /**
-   * Queue a change: a new row, or a done (or, `reviveDead`, dead) row of the same key re-armed.
-   * Either way it supersedes every other pending or retrying row of its target. `batch` (a bulk
+   * supersedes the pending/retry rows of the same target with another key. `batch` (a bulk
    * commit): a new row's superseding is left to `batch.flush()`, one statement for every row the
    * commit added (see SupersedeBatch); a re-armed row flushes the batch first, so the rows
    * supersede in the order they were queued.
