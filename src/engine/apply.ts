@@ -206,7 +206,7 @@ async function pushBatch(engine: Engine, connector: Connector, items: OutboxItem
   if (ok.length > 0) {
     const snapshots = await pushedSnapshots(engine, ok.map((o) => ({ change: o.item.change, snapshot: o.result.snapshot })));
     await engine.store.completeOutbox(
-      ok.map((o) => o.item.change.key),
+      ok.map((o) => o.item.id),
       snapshots,
     );
     stats.ok += ok.length;
@@ -218,19 +218,19 @@ async function settleFailure(engine: Engine, item: OutboxItem, verdict: RetryVer
   const { store, config } = engine;
   const key = item.change.key;
   if (!verdict.retry) {
-    await store.killOutbox(key, verdict.reason);
+    await store.killOutbox(item.id, verdict.reason);
     stats.dead++;
     engine.logger.warn({ connector: item.change.connectorId, key, reason: verdict.reason }, 'change dead-lettered');
     return;
   }
   if (item.attempts >= config.outbox.maxAttempts) {
-    await store.killOutbox(key, `retries exhausted after ${item.attempts} attempts: ${verdict.reason}`);
+    await store.killOutbox(item.id, `retries exhausted after ${item.attempts} attempts: ${verdict.reason}`);
     stats.dead++;
     engine.logger.warn({ connector: item.change.connectorId, key, attempts: item.attempts, reason: verdict.reason }, 'change dead-lettered: retries exhausted');
     return;
   }
   const delay = retryDelayMs(verdict, item.attempts, { baseMs: config.outbox.baseDelayMs, maxMs: config.outbox.maxDelayMs }, engine.random);
-  await store.retryOutbox(key, engine.now().getTime() + delay, verdict.reason);
+  await store.retryOutbox(item.id, engine.now().getTime() + delay, verdict.reason);
   stats.retried++;
   engine.logger.info({ connector: item.change.connectorId, key, attempt: item.attempts, delayMs: delay, reason: verdict.reason }, 'change will be retried');
 }

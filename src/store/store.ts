@@ -11,6 +11,8 @@ export interface EraseOptions {
 }
 
 export interface OutboxItem {
+  /** The outbox row: what settles it (completeOutbox, retryOutbox, killOutbox). */
+  id: number;
   change: Change;
   lane: Lane;
   state: OutboxState;
@@ -179,11 +181,14 @@ export interface Store {
   // ---- outbox -------------------------------------------------------------
   /** Move up to `limit` due items of a connector to in_flight (high lane first) and return them. */
   claimOutbox(connectorId: string, limit: number, now: number): Promise<OutboxItem[]>;
-  /** Pushed: done, and the record snapshot becomes what was pushed (so the echo is a no-op). */
-  completeOutbox(keys: string[], snapshots: RecordSnapshot[]): Promise<void>;
-  retryOutbox(key: string, notBefore: number, error: string): Promise<void>;
+  /**
+   * Pushed: the claimed items (by OutboxItem.id) are done, and the record snapshots become what was
+   * pushed (so the echo is a no-op).
+   */
+  completeOutbox(ids: readonly number[], snapshots: RecordSnapshot[]): Promise<void>;
+  retryOutbox(id: number, notBefore: number, error: string): Promise<void>;
   /** Permanent failure or retries exhausted: dead, with a dead-letter row. */
-  killOutbox(key: string, reason: string): Promise<void>;
+  killOutbox(id: number, reason: string): Promise<void>;
   /** Crash recovery: in_flight items go back to pending (pushes are idempotent). */
   requeueInFlight(connectorId?: string): Promise<number>;
   /** Pending + retry + in_flight count per connector. */

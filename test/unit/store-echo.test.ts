@@ -84,7 +84,7 @@ describe('sqlite store: echoes (rule 10)', () => {
     await store.commitReconcile([{ subject: A, decision: { subject: A, permissions: [], suppressions: [], erasureRequested: false }, changes: [c] }], 'normal');
     const [item] = await store.claimOutbox('crm', 10, Date.now());
     expect(item?.change.key).toBe(c.key);
-    await store.completeOutbox([c.key], [rec(A, { consent: { 'email:*': 'denied' } })]);
+    await store.completeOutbox([item?.id ?? -1], [rec(A, { consent: { 'email:*': 'denied' } })]);
     // No absorb in between (a new CLI process): the pull comes back with our write, timed at push time.
     const echoOfPush = obs(A, { state: 'denied', statedAt: T2, evidence: 'consentd:R1-denial-sticky' });
     const other = obs(A, { state: 'granted', statedAt: T2, purpose: 'newsletter' });

@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { change, decision, hashOf, obs, rec, tempStore } from './store-helpers.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, migrate, type SqliteStore } from '../../src/store/sqlite/index.js';
 import type { Change } from '../../src/model/index.js';
+import type { OutboxItem } from '../../src/store/store.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -19,6 +20,9 @@ async function storeWith(changes: Array<{ c: Change; lane: 'high' | 'normal' }>)
   }
   return t.store;
 }
+
+/** The outbox row of change `c` among claimed items (what settles it); -1 when not among them. */
+const idOf = (items: readonly OutboxItem[], c: Change | undefined): number => items.find((i) => i.change.key === c?.key)?.id ?? -1;
 
 describe('sqlite store: outbox', () => {
   it('claims high lane first, then enqueue order, moving items to in_flight with attempts + 1', async () => {
@@ -60,7 +64,7 @@ describe('sqlite store: outbox', () => {
     expect(await enqueue(again)).toEqual({ enqueued: 0 });
     // Another target for the same scope is news and is queued.
     expect(await enqueue(change('a@x.io', { decidedBy: 'obs-3', target: 'granted', rule: 'R1-later-explicit-grant' }))).toEqual({ enqueued: 1 });
-    await store.completeOutbox([first.key], []);
+    await store.completeOutbox([item?.id ?? -1], []);
     // Nothing in flight any more: a plan that still disagrees with the record is queued.
     expect(await enqueue(again)).toEqual({ enqueued: 1 });
   });
@@ -75,7 +79,7 @@ describe('sqlite store: outbox', () => {
     const [item] = await store.claimOutbox('crm', 10, Date.now());
     expect(item?.change).toEqual(c);
     const pushed = rec('a@x.io', { consent: { 'email:*': 'denied' } });
-    await store.completeOutbox([c.key], [pushed]);
+    await store.completeOutbox([item?.id ?? -1], [pushed]);
     expect((await store.subjectState('a@x.io')).records).toEqual([pushed]);
     const st = await store.stats();
     expect(st.outbox.done).toBe(1);
@@ -86,9 +90,11 @@ describe('sqlite store: outbox', () => {
     expect(await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [c] }], 'normal')).toEqual({ enqueued: 1 });
     const [again] = await store.claimOutbox('crm', 10, Date.now());
     expect(again?.attempts).toBe(1);
+    // The re-armed change is the same row.
+    expect(again?.id).toBe(item?.id);
     // completing twice is harmless
-    await store.completeOutbox([c.key], []);
-    await store.completeOutbox([c.key], []);
+    await store.completeOutbox([again?.id ?? -1], []);
+    await store.completeOutbox([again?.id ?? -1], []);
     expect((await store.stats()).outbox.done).toBe(1);
   });
 
@@ -102,9 +108,10 @@ describe('sqlite store: outbox', () => {
     ]);
     const now = 1_700_000_000_000;
     // a and c go back as retries (due), b stays in flight; d is pending; then h arrives in the high lane.
-    expect((await store.claimOutbox('crm', 3, now)).map((i) => i.change.key)).toEqual([a?.key, b?.key, c?.key]);
-    await store.retryOutbox(c?.key ?? '', now, 'timeout');
-    await store.retryOutbox(a?.key ?? '', now + 5, 'timeout');
+    const claimed = await store.claimOutbox('crm', 3, now);
+    expect(claimed.map((i) => i.change.key)).toEqual([a?.key, b?.key, c?.key]);
+    await store.retryOutbox(idOf(claimed, c), now, 'timeout');
+    await store.retryOutbox(idOf(claimed, a), now + 5, 'timeout');
     await store.commitReconcile([{ subject: 'h@x.io', decision: decision('h@x.io'), changes: [h as Change] }], 'high');
     const batch = await store.claimOutbox('crm', 10, now + 5);
     expect(batch.map((i) => [i.change.key, i.lane, i.attempts, i.lastError])).toEqual([
@@ -115,11 +122,13 @@ describe('sqlite store: outbox', () => {
     ]);
     expect(batch.map((i) => i.change)).toEqual([h, a, c, d]);
     // A limit cuts the merged order, not each state's.
-    await store.retryOutbox(d?.key ?? '', now, 'x');
-    await store.retryOutbox(a?.key ?? '', now, 'x');
+    await store.retryOutbox(idOf(batch, d), now, 'x');
+    await store.retryOutbox(idOf(batch, a), now, 'x');
     expect((await store.claimOutbox('crm', 1, now)).map((i) => i.change.key)).toEqual([a?.key]);
-    // Completing a batch: every item in flight is done; one that is not (d is a retry) is left alone.
-    await store.completeOutbox([h?.key ?? '', a?.key ?? '', b?.key ?? '', c?.key ?? '', d?.key ?? '', 'no-such-key'], []);
+    // Completing a batch: every item in flight is done; one that is not (d is a retry) or no row at all is left alone.
+    const ids = [idOf(batch, h), idOf(batch, a), idOf(claimed, b), idOf(batch, c), idOf(batch, d)];
+    expect(new Set(ids).size).toBe(5);
+    await store.completeOutbox([...ids, Math.max(...ids) + 1000], []);
     const st = await store.stats();
     expect(st.outbox).toMatchObject({ done: 4, retry: 1, in_flight: 0, pending: 0 });
   });
@@ -135,7 +144,7 @@ describe('sqlite store: outbox', () => {
     await store.eraseSubject(who, hashOf(who), 'cli', [erase]);
     const items = await store.claimOutbox('crm', 10, Date.now());
     expect(items.map((i) => i.change.key)).toEqual([keep.key, erase.key]);
-    await store.completeOutbox([keep.key, erase.key], []);
+    await store.completeOutbox(items.map((i) => i.id), []);
     const db = new Database(t.path, { readonly: true });
     try {
       const rows = db.prepare('SELECT key, state, subject, record_id, change FROM outbox ORDER BY seq').all() as Array<{ key: string; state: string; subject: string; record_id: string; change: string }>;
@@ -152,12 +161,37 @@ describe('sqlite store: outbox', () => {
     }
   });
 
+  it('an erasure pushed again after its row was redacted is queued, pushed and redacted again, leaving one row', async () => {
+    const t = tempStore();
+    cleanups.push(t.cleanup);
+    const { store } = t;
+    const who = 'twice@x.io';
+    const erase = change(who, { op: 'erase', target: null, rule: null, decidedBy: null });
+    const eraseOnce = async (): Promise<void> => {
+      await store.eraseSubject(who, hashOf(who), 'cli', [erase]);
+      const items = await store.claimOutbox('crm', 10, Date.now());
+      expect(items.map((i) => i.change)).toEqual([erase]);
+      await store.completeOutbox(items.map((i) => i.id), []);
+    };
+    await eraseOnce();
+    // The person came back in a pull and is erased again: the redacted row no longer names them,
+    // so the same change is queued (and pushed) anew.
+    await eraseOnce();
+    const db = new Database(t.path, { readonly: true });
+    try {
+      const rows = db.prepare('SELECT key, state, subject FROM outbox').all();
+      expect(rows).toEqual([{ key: erase.key, state: 'done', subject: hashOf(who) }]);
+    } finally {
+      db.close();
+    }
+  });
+
   it('a retry is not due before notBefore', async () => {
     const c = change('a@x.io');
     const store = await storeWith([{ c, lane: 'normal' }]);
     const now = 1_700_000_000_000;
-    await store.claimOutbox('crm', 10, now);
-    await store.retryOutbox(c.key, now + 60_000, '429 Too Many Requests');
+    const claimed = await store.claimOutbox('crm', 10, now);
+    await store.retryOutbox(idOf(claimed, c), now + 60_000, '429 Too Many Requests');
     expect(await store.nextDue('crm')).toBe(now + 60_000);
     expect(await store.nextDue('esp')).toBeNull();
     expect(await store.claimOutbox('crm', 10, now + 59_999)).toEqual([]);
@@ -169,8 +203,8 @@ describe('sqlite store: outbox', () => {
   it('retry items are superseded by a newer change for the same target', async () => {
     const deny = change('a@x.io', { decidedBy: 'o1' });
     const store = await storeWith([{ c: deny, lane: 'normal' }]);
-    await store.claimOutbox('crm', 10, 0);
-    await store.retryOutbox(deny.key, 10, 'timeout');
+    const claimed = await store.claimOutbox('crm', 10, 0);
+    await store.retryOutbox(idOf(claimed, deny), 10, 'timeout');
     const grant = change('a@x.io', { target: 'granted', decidedBy: 'o2' });
     await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io', 'granted'), changes: [grant] }], 'normal');
     const items = await store.claimOutbox('crm', 10, 100);
@@ -181,14 +215,14 @@ describe('sqlite store: outbox', () => {
   it('dead letters are listed and replayable', async () => {
     const c = change('a@x.io');
     const store = await storeWith([{ c, lane: 'normal' }]);
-    await store.claimOutbox('crm', 10, 0);
-    await store.killOutbox(c.key, 'INVALID_EMAIL: rejected by platform');
+    const claimed = await store.claimOutbox('crm', 10, 0);
+    await store.killOutbox(idOf(claimed, c), 'INVALID_EMAIL: rejected by platform');
     expect(await store.outboxDepth()).toEqual({});
     const letters = await store.listDeadLetters(10);
     expect(letters).toEqual([{ id: expect.any(Number) as number, change: c, reason: 'INVALID_EMAIL: rejected by platform', attempts: 1, deadAt: expect.any(String) as string }]);
     expect((await store.stats()).deadLetters).toBe(1);
     // a kill of something not in flight is ignored (no double dead letter)
-    await store.killOutbox(c.key, 'again');
+    await store.killOutbox(idOf(claimed, c), 'again');
     expect(await store.listDeadLetters(10)).toHaveLength(1);
     const id = letters[0]?.id ?? -1;
     expect(await store.replayDeadLetter(id)).toBe(true);
@@ -206,7 +240,7 @@ describe('sqlite store: outbox', () => {
       { c: a, lane: 'normal' },
       { c: b, lane: 'normal' },
     ]);
-    await store.claimOutbox('crm', 10, 0);
+    const claimed = await store.claimOutbox('crm', 10, 0);
     await store.claimOutbox('esp', 10, 0);
     expect(await store.requeueInFlight('crm')).toBe(1);
     expect((await store.claimOutbox('crm', 10, 0)).map((i) => [i.change.key, i.attempts])).toEqual([[a.key, 2]]);
@@ -214,7 +248,7 @@ describe('sqlite store: outbox', () => {
     expect(await store.requeueInFlight()).toBe(0);
     expect((await store.stats()).outbox.pending).toBe(2);
     // a late completion of a requeued item does not skip the state machine
-    await store.completeOutbox([a.key], []);
+    await store.completeOutbox([idOf(claimed, a)], []);
     expect((await store.stats()).outbox.pending).toBe(2);
   });
 
@@ -246,8 +280,9 @@ describe('sqlite store: outbox', () => {
       `INSERT INTO outbox (key, connector_id, record_id, subject, op, channel, purpose, lane, state, attempts, change, enqueued_at, updated_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, 'normal', ?, ?, ?, 't', 't')`,
     );
+    const seqOf = new Map<Change, number>();
     for (const [c, state] of [[pending, 'pending'], [inFlight, 'in_flight'], [done, 'done'], [dead, 'dead'], [flying, 'in_flight']] as const) {
-      insert.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, state, state === 'pending' ? 0 : 1, JSON.stringify(c));
+      seqOf.set(c, Number(insert.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, state, state === 'pending' ? 0 : 1, JSON.stringify(c)).lastInsertRowid));
     }
     db.close();
     const store = t.reopen();
@@ -255,12 +290,15 @@ describe('sqlite store: outbox', () => {
     // Claimed: the whole change, meta included.
     expect((await store.claimOutbox('crm', 10, Date.now())).map((i) => i.change)).toEqual([pending]);
     // Dead-lettered after the migration: the dead letter keeps the whole change.
-    await store.killOutbox(inFlight.key, 'gone');
+    // Rows keep their seq through every migration (the item's id).
+    await store.killOutbox(seqOf.get(inFlight) ?? -1, 'gone');
     expect((await store.listDeadLetters(10)).map((l) => l.change)).toEqual([inFlight]);
     // The same keys planned again: the done one is re-armed and claimed whole; the dead one stays dead.
     const again = (c: Change) => store.commitReconcile([{ subject: c.subject, decision: decision(c.subject), changes: [c] }], 'normal');
     expect(await again(done)).toEqual({ enqueued: 1 });
     expect(await again(dead)).toEqual({ enqueued: 0 });
+    // Still one row per (subject, key) after the table was rebuilt (migration 5).
+    expect(await again(pending)).toEqual({ enqueued: 0 });
     expect((await store.claimOutbox('crm', 10, Date.now())).map((i) => i.change)).toEqual([done]);
     // A row in flight is matched on its migrated target: the same target under a new key is not queued twice.
     expect(await again(change(flying.subject, { connectorId: 'esp', decidedBy: 'obs-newer' }))).toEqual({ enqueued: 0 });

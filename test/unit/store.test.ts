@@ -266,7 +266,7 @@ describe('sqlite store: erasure', () => {
     );
     await store.commitReconcile([{ subject: who, decision: decision(who), changes: [change(who)] }], 'normal');
     const [item] = await store.claimOutbox('crm', 1, Date.now());
-    await store.killOutbox(item?.change.key ?? '', 'boom');
+    await store.killOutbox(item?.id ?? -1, 'boom');
     await store.commitReconcile([{ subject: who, decision: decision(who), changes: [change(who, { purpose: 'newsletter' })] }], 'normal');
 
     await expect(store.eraseSubject(who, 'not-the-hash', 'cli', [])).rejects.toMatchObject({ code: 'STORE_SALT_MISMATCH' });
@@ -287,7 +287,7 @@ describe('sqlite store: erasure', () => {
     const [eraseItem] = await store.claimOutbox('crm', 10, Date.now());
     expect(eraseItem?.change.op).toBe('erase');
     expect(eraseItem?.lane).toBe('high');
-    await store.completeOutbox([erase.key], [rec(who)]);
+    await store.completeOutbox([eraseItem?.id ?? -1], [rec(who)]);
     expect(dump()).toBe('');
     expect((await store.subjectState(who)).records).toEqual([]);
 
