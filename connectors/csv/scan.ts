@@ -117,9 +117,19 @@ export async function* fastRecords(
   let checkedQuotes = 0; // buf offset up to which quotes were ruled out
   let batch: Array<FastRecord | FastCopy> = [];
   const readBuf = Buffer.allocUnsafe(chunkSize);
+  // The read of the next chunk, started as soon as readBuf was copied out: the disk works while the
+  // caller goes through this chunk. Handled once here, so that a reader dropped early (or failed)
+  // leaves no unhandled rejection; awaited by the next `more`, which sees its error.
+  let ahead: Promise<{ bytesRead: number }> | null = null;
+  const readAt = (offset: number): Promise<{ bytesRead: number }> => {
+    const p = fh.read(readBuf, 0, chunkSize, offset);
+    p.catch(() => undefined);
+    return p;
+  };
 
   const more = async (): Promise<void> => {
-    const { bytesRead } = await fh.read(readBuf, 0, chunkSize, fileOffset);
+    const { bytesRead } = await (ahead ?? readAt(fileOffset));
+    ahead = null;
     if (bytesRead === 0) {
       eof = true;
       return;
@@ -135,6 +145,7 @@ export async function* fastRecords(
     pos -= keepFrom;
     bufStart += keepFrom;
     buf = next;
+    ahead = readAt(fileOffset);
     if (buf.indexOf(QUOTE, checkedQuotes) !== -1) throw new Unsupported('quote');
     checkedQuotes = buf.length;
   };

@@ -9,6 +9,7 @@ import { SnapshotBuilder, SUPPRESSION_MARKER, WRITE_WORDS, interpretRow, parseHe
 import type { HeaderMap, RowContext, RowFact } from './mapping.js';
 import { CsvError, scanBatches } from './parse.js';
 import { isAscii } from './scan.js';
+import { BufferedOut } from './buffered-out.js';
 
 /*
  * push(): make the file agree with a batch of changes by rewriting it atomically.
@@ -53,33 +54,6 @@ interface ScopeTarget {
 }
 
 const PERMANENT_IO = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOENT', 'EISDIR', 'ENOTDIR']);
-
-class BufferedOut {
-  private parts: Buffer[] = [];
-  private size = 0;
-  lastByte = -1;
-  constructor(private readonly fh: FileHandle) {}
-  /** Buffer `b` without a promise (the per-row hot path); the caller flushes (see `due`). */
-  add(b: Buffer): void {
-    if (b.length === 0) return;
-    this.parts.push(b);
-    this.size += b.length;
-    this.lastByte = b[b.length - 1] ?? -1;
-  }
-  get due(): boolean {
-    return this.size >= 1 << 16;
-  }
-  async flush(): Promise<void> {
-    if (this.size === 0) return;
-    let buf = Buffer.concat(this.parts, this.size);
-    this.parts = [];
-    this.size = 0;
-    while (buf.length > 0) {
-      const { bytesWritten } = await this.fh.write(buf);
-      buf = buf.subarray(bytesWritten);
-    }
-  }
-}
 
 const scope = (email: string, channel: string, purpose: string): string => `${email}\u0000${channel}\u0000${purpose}`;
 
@@ -303,7 +277,7 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       if (out.due) await out.flush();
     }
 
-    await out.flush();
+    await out.end();
     await fh.sync();
     await fh.close();
     fh = undefined;
