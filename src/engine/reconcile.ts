@@ -67,7 +67,8 @@ async function reconcilePages(engine: Engine, lane: Lane, only?: readonly string
     let batch: ReconcileResult[] = [];
     const commit = async (): Promise<void> => {
       if (batch.length > 0) {
-        stats.enqueued += (await store.commitReconcile(batch, lane)).enqueued;
+        // A full reconcile may be queued in bulk (a first load's hundreds of thousands of changes).
+        stats.enqueued += (await store.commitReconcile(batch, lane, { bulk: only === undefined })).enqueued;
         if (onPlanned) for (const r of batch) onPlanned(r.subject, r.changes);
       }
       batch = [];

@@ -10,8 +10,17 @@ export interface EraseOptions {
   redoable?: boolean;
 }
 
+export interface CommitReconcileOptions {
+  /**
+   * A full reconcile's commit: the store may queue a connector's changes many to a row (the SQLite
+   * store does while the connector's outbox holds nothing but erasures, e.g. a first load). They are
+   * claimed and settled like any other (OutboxItem), and never pushed after a newer change.
+   */
+  bulk?: boolean;
+}
+
 export interface OutboxItem {
-  /** The outbox row: what settles it (completeOutbox, retryOutbox, killOutbox). */
+  /** What settles it (completeOutbox, retryOutbox, killOutbox): an outbox row, or a change in a batch row. */
   id: number;
   change: Change;
   lane: Lane;
@@ -173,7 +182,7 @@ export interface Store {
    * One transaction: save each decision, enqueue its changes (idempotent by key; a pending change
    * for the same record/scope/op with another key is superseded), clear the dirty flag.
    */
-  commitReconcile(results: ReconcileResult[], lane: Lane): Promise<{ enqueued: number }>;
+  commitReconcile(results: ReconcileResult[], lane: Lane, opts?: CommitReconcileOptions): Promise<{ enqueued: number }>;
   decision(subject: string): Promise<Decision | null>;
   /** All subjects, in order, for a full re-decide (e.g. after a policy change). Marks them dirty. */
   markAllDirty(): Promise<number>;

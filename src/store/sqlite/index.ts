@@ -6,6 +6,7 @@ import type { Change, Decision, Observation, RecordSnapshot } from '../../model/
 import { StoreError } from '../errors.js';
 import { ACTIVE_OUTBOX_STATES, OUTBOX_STATES, statesLeadingTo } from '../outbox-states.js';
 import type {
+  CommitReconcileOptions,
   DeadLetter,
   EncodedDecision,
   EraseOptions,
@@ -31,6 +32,7 @@ import { BatchedInsert } from './batched-insert.js';
 import { BloomFilter } from './bloom.js';
 import { decodeDecision, encodeDecision } from './decisions.js';
 import { OUTBOX_COLUMNS, changeOfOutboxRow, outboxBody, outboxBodyPath, type OutboxColumns } from './outbox-rows.js';
+import { OutboxBatches, isBatchMember } from './outbox-batches.js';
 import { RECORD_ID_IS_SUBJECT, bodyPath, encodeSqlitePullPage, mayEcho, observationBody, recordOfRow, snapshotJson, type ObservationBody, type ObsLogRow, type SqlitePullPage } from './rows.js';
 import { LATEST_SCHEMA_VERSION, checkSchema, migrate } from './migrations.js';
 
@@ -142,6 +144,24 @@ interface SupersedeBatch {
   flush(): void;
 }
 
+/** A bulk commit's changes of one connector: erasures (always one row each) apart, and the subjects' range. */
+function bulkPart(group: readonly Change[]): { changes: Change[]; erasures: Change[]; min: string; max: string } | null {
+  const changes: Change[] = [];
+  const erasures: Change[] = [];
+  let min = '';
+  let max = '';
+  for (const c of group) {
+    if (c.op === 'erase') {
+      erasures.push(c);
+      continue;
+    }
+    if (changes.length === 0 || c.subject < min) min = c.subject;
+    if (changes.length === 0 || c.subject > max) max = c.subject;
+    changes.push(c);
+  }
+  return changes.length === 0 ? null : { changes, erasures, min, max };
+}
+
 /** Columns of a stored snapshot read back: the key columns, and the rest as JSON (statements in raw mode). */
 const REC_READ = 'subject, connector_id, record_id, snapshot';
 type RecordRow = [string, string, string, string];
@@ -180,6 +200,8 @@ export class SqliteStore implements Store {
   readonly encoding: StoreEncoding = 'sqlite';
   private readonly db: Database.Database;
   private readonly s: ReturnType<typeof prepareStatements>;
+  /** A bulk reconcile's changes, many to a row (outbox-batches.ts). */
+  private readonly batches: OutboxBatches;
   /** Tombstone buckets, cached per meta 'tombstones_gen' (bumped by every erasure, any process). */
   private buckets: { gen: string; set: Set<number> } | null = null;
   private readonly absorbChunk: number;
@@ -235,6 +257,7 @@ export class SqliteStore implements Store {
         recLog: new BatchedInsert(db, 'rec_log', ['subject', 'connector_id', 'record_id', 'snapshot', 'run']),
       };
       this.s = prepareStatements(db);
+      this.batches = new OutboxBatches(db);
       this.salt = opts.salt ?? this.storedSalt();
       if (this.readonly && opts.snapshot === true) {
         db.exec('BEGIN');
@@ -692,7 +715,7 @@ export class SqliteStore implements Store {
     return st;
   }
 
-  async commitReconcile(results: ReconcileResult[], lane: Lane): Promise<{ enqueued: number }> {
+  async commitReconcile(results: ReconcileResult[], lane: Lane, opts: CommitReconcileOptions = {}): Promise<{ enqueued: number }> {
     await this.absorb();
     // Not fsynced (bulkTx): all of it is derived from durable observations and redone if lost to a
     // power loss, since the dirty flags it clears are lost with it (a change pushed meanwhile is
@@ -730,7 +753,15 @@ export class SqliteStore implements Store {
       // completion, rewrite are contiguous, not interleaved with three other connectors' rows on
       // every page (measured at 1M: claim + completion of the whole outbox 36 s interleaved, 14 s grouped).
       const batch = this.supersedeBatch(now);
-      for (const group of byConnector.values()) for (const c of group) if (this.enqueue(c, lane, now, false, inFlight, batch)) enqueued++;
+      for (const [connectorId, group] of byConnector) {
+        const bulk = opts.bulk === true && lane === 'normal' ? bulkPart(group) : null;
+        if (bulk !== null && this.batches.accepts(connectorId, bulk.min, bulk.max)) {
+          enqueued += this.batches.enqueue(connectorId, bulk.changes, now);
+          for (const c of bulk.erasures) if (this.enqueue(c, lane, now, false, inFlight, batch)) enqueued++;
+        } else {
+          for (const c of group) if (this.enqueue(c, lane, now, false, inFlight, batch)) enqueued++;
+        }
+      }
       batch.flush();
       if (clear.length > 0) this.s.clearDirtyOf.run(JSON.stringify(clear));
       return { enqueued };
@@ -765,13 +796,16 @@ export class SqliteStore implements Store {
         const merged = retry.length === 0 ? pending : [...pending, ...retry].sort((a, b) => a - b);
         for (let i = 0; i < need && i < merged.length; i++) picked.push(merged[i] as number);
       }
-      if (picked.length === 0) return [];
+      const at = new Date().toISOString();
+      // Then, with the room left, the oldest batches (a bulk reconcile's changes, all lane normal).
+      const fromBatches = (): OutboxItem[] => (picked.length < limit ? this.batches.claim(connectorId, limit - picked.length, at, this.tombstoneFilter()) : []);
+      if (picked.length === 0) return fromBatches();
       // RETURNING comes in no particular order: back to the picked one. Row by row (iterate), so
       // that each row's text is garbage before the next is read, not a whole batch of them.
       const position = new Map<number, number>();
       for (let i = 0; i < picked.length; i++) position.set(picked[i] as number, i);
       const items = new Array<OutboxItem>(picked.length);
-      for (const row of this.s.claim.iterate(new Date().toISOString(), JSON.stringify(picked)) as IterableIterator<ClaimedRow>) {
+      for (const row of this.s.claim.iterate(at, JSON.stringify(picked)) as IterableIterator<ClaimedRow>) {
         items[position.get(row[0]) as number] = {
           id: row[0],
           change: changeOfOutboxRow(row, 1),
@@ -783,6 +817,7 @@ export class SqliteStore implements Store {
           enqueuedAt: row[13],
         };
       }
+      for (const item of fromBatches()) items.push(item);
       return items;
     });
   }
@@ -791,9 +826,11 @@ export class SqliteStore implements Store {
     // Lost to a power loss, the items are pushed again (pushes are idempotent) and the next pull reads the snapshots.
     this.bulkTx(() => {
       const now = new Date().toISOString();
+      const rows = ids.filter((id) => !isBatchMember(id));
+      if (rows.length < ids.length) this.batches.complete(ids.filter(isBatchMember), now);
       // One UPDATE for the batch; it names only the erase changes it completed (null for the rest).
-      if (ids.length > 0) {
-        for (const seq of this.s.markDone.all(now, JSON.stringify(ids)) as Array<number | null>) {
+      if (rows.length > 0) {
+        for (const seq of this.s.markDone.all(now, JSON.stringify(rows)) as Array<number | null>) {
           if (seq === null) continue;
           // The erasure went through: keep the fact, not the person.
           const c = changeOfOutboxRow(this.s.outboxChangeOf.get(seq) as unknown[]);
@@ -811,12 +848,24 @@ export class SqliteStore implements Store {
 
   async retryOutbox(id: number, notBefore: number, error: string): Promise<void> {
     // Lost to a power loss, the item is in flight again and retried at the next start.
-    this.bulkTx(() => this.s.markRetry.run(notBefore, error, new Date().toISOString(), id));
+    this.bulkTx(() => {
+      const now = new Date().toISOString();
+      if (isBatchMember(id)) this.batches.split(id, 'retry', notBefore, error, now);
+      else this.s.markRetry.run(notBefore, error, now, id);
+    });
   }
 
   async killOutbox(id: number, reason: string): Promise<void> {
     this.tx(() => {
       const now = new Date().toISOString();
+      if (isBatchMember(id)) {
+        const split = this.batches.split(id, 'dead', 0, reason, now);
+        if (split !== null) {
+          const c = split.change;
+          this.s.insertDeadLetter.run(c.key, c.connectorId, c.subject, JSON.stringify(c), reason, split.attempts, now);
+        }
+        return;
+      }
       const row = this.s.markDead.get(reason, now, id) as [...OutboxColumns, number] | undefined;
       if (row === undefined) return;
       // A dead letter keeps the whole change (few rows; read as it is by listDeadLetters).
@@ -830,7 +879,7 @@ export class SqliteStore implements Store {
       const now = new Date().toISOString();
       let n = 0;
       for (const id of connectorId === undefined ? this.outboxConnectors() : [connectorId]) n += this.s.requeue.run(now, id).changes;
-      return n;
+      return n + this.batches.requeue(connectorId, now);
     });
   }
 
@@ -841,6 +890,7 @@ export class SqliteStore implements Store {
       const n = this.s.depthOf.get(id) as number;
       if (n > 0) depth[id] = n;
     }
+    for (const [id, n] of this.batches.depth()) depth[id] = (depth[id] ?? 0) + n;
     return depth;
   }
 
@@ -911,6 +961,7 @@ export class SqliteStore implements Store {
       s.eraseRecords.run(subject);
       s.eraseDecision.run(subject);
       s.eraseOutbox.run(subject);
+      this.batches.scrub(subject, now);
       s.eraseDeadLetters.run(subject);
       s.redactEvents.run(subject);
       s.eraseEventSubjects.run(subject);
@@ -965,6 +1016,10 @@ export class SqliteStore implements Store {
     const s = this.s;
     const outbox = Object.fromEntries(OUTBOX_STATES.map((st) => [st, 0])) as Record<OutboxState, number>;
     for (const r of s.outboxByState.all() as Array<{ state: OutboxState; n: number }>) outbox[r.state] = r.n;
+    const inBatches = this.batches.counts();
+    outbox.pending += inBatches.pending;
+    outbox.in_flight += inBatches.in_flight;
+    outbox.done += inBatches.done;
     let oldestSeq: number | null = null;
     for (const id of this.outboxConnectors()) {
       for (const lane of LANES) {
@@ -978,11 +1033,18 @@ export class SqliteStore implements Store {
       observations: s.countObservations.get() as number,
       dirtySubjects: s.countDirty.get() as number,
       outbox,
-      oldestPendingAt: oldestSeq === null ? null : ((s.enqueuedAtOf.get(oldestSeq) as string | undefined) ?? null),
+      oldestPendingAt: earliest(oldestSeq === null ? null : ((s.enqueuedAtOf.get(oldestSeq) as string | undefined) ?? null), this.batches.oldestPendingAt()),
       deadLetters: s.countDeadLetters.get() as number,
       tombstones: s.countTombstones.get() as number,
     };
   }
+}
+
+/** The earlier of two ISO timestamps (either may be missing). */
+function earliest(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a < b ? a : b;
 }
 
 /**

@@ -326,6 +326,31 @@ CREATE INDEX outbox_target ON outbox(connector_id, record_id, op, channel, purpo
 CREATE UNIQUE INDEX outbox_subject_key ON outbox(subject, key);
 `,
   },
+  {
+    version: 6,
+    description: 'outbox batches: a bulk reconcile queues its changes many to a row (outbox-batches.ts)',
+    // At 1M people (693k changes) claiming and completing one outbox row per change took about
+    // 11 s of the apply's 27 s (each row's state moved twice through two indexes), and inserting
+    // them 5-6 s of the reconcile's main thread. A batch row holds up to BATCH_ROW changes as one
+    // JSON array (null where an erasure removed one) and is claimed, settled and emptied as a whole.
+    sql: `
+CREATE TABLE outbox_batches (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  connector_id TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'in_flight', 'done')),
+  size INTEGER NOT NULL,
+  settled INTEGER NOT NULL DEFAULT 0,
+  ok INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  min_subject TEXT NOT NULL,
+  max_subject TEXT NOT NULL,
+  changes TEXT,
+  enqueued_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX outbox_batches_claim ON outbox_batches(connector_id, state);
+`,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
