@@ -15,6 +15,11 @@ import { StoreError } from './errors.js';
  * re-pulled snapshot shows that a system went back on what we pushed (an admin re-import, a
  * manual edit) the planner emits the very same key again; ignoring it would leave an opt-out
  * unenforced for good.
+ *
+ * Order (the SQLite store): rows of one target are decided in seq order (a re-armed row takes a
+ * new seq; a superseded row decided again is replaced by a new row). A row that failed (retry),
+ * came back from a crash or from the dead letters (pending) while its target has a newer row goes
+ * on to superseded: pushed later, it would overwrite the newer decision.
  */
 export const OUTBOX_TRANSITIONS: Readonly<Record<OutboxState, readonly OutboxState[]>> = Object.freeze({
   pending: Object.freeze(['in_flight', 'superseded'] as const),

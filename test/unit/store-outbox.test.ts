@@ -90,8 +90,9 @@ describe('sqlite store: outbox', () => {
     expect(await store.commitReconcile([{ subject: 'a@x.io', decision: decision('a@x.io'), changes: [c] }], 'normal')).toEqual({ enqueued: 1 });
     const [again] = await store.claimOutbox('crm', 10, Date.now());
     expect(again?.attempts).toBe(1);
-    // The re-armed change is the same row.
-    expect(again?.id).toBe(item?.id);
+    // The re-armed change is the same row (one per key), queued again behind everything before it.
+    expect(again?.change.key).toBe(item?.change.key);
+    expect(again?.id).toBeGreaterThan(item?.id ?? Infinity);
     // completing twice is harmless
     await store.completeOutbox([again?.id ?? -1], []);
     await store.completeOutbox([again?.id ?? -1], []);
@@ -390,6 +391,56 @@ describe('sqlite store: superseding in a bulk commit', () => {
     ]);
   });
 
+  describe('an older decision never lands after a newer one for its target (see also test/property/outbox-order)', () => {
+    const grant = change('a@x.io', { target: 'granted', rule: 'R1-later-explicit-grant', decidedBy: 'o1' });
+    const optout = change('a@x.io', { target: 'denied', decidedBy: 'o2' });
+    const commit = (store: SqliteStore, c: Change, lane: 'high' | 'normal' = 'high') => store.commitReconcile([{ subject: c.subject, decision: decision(c.subject), changes: [c] }], lane);
+
+    it('a grant in flight that fails after an opt-out was queued is not retried (nor dead-lettered)', async () => {
+      for (const fail of ['retry', 'kill'] as const) {
+        const store = await storeWith([{ c: grant, lane: 'normal' }]);
+        const [inFlight] = await store.claimOutbox('crm', 10, Date.now());
+        await commit(store, optout);
+        if (fail === 'retry') await store.retryOutbox(inFlight?.id ?? -1, 0, 'HTTP 503');
+        else await store.killOutbox(inFlight?.id ?? -1, 'HTTP 400');
+        expect((await store.claimOutbox('crm', 10, Date.now() + 1)).map((i) => i.change.key), fail).toEqual([optout.key]);
+        expect(await store.listDeadLetters(10)).toEqual([]);
+      }
+    });
+
+    it('a grant in flight when the process died goes, if an opt-out was queued meanwhile', async () => {
+      const t = tempStore();
+      cleanups.push(t.cleanup);
+      await commit(t.store, grant, 'normal');
+      await t.store.claimOutbox('crm', 10, Date.now());
+      await commit(t.store, optout);
+      await t.store.close();
+      const again = t.reopen();
+      await again.requeueInFlight();
+      expect((await again.claimOutbox('crm', 10, Date.now())).map((i) => i.change.key)).toEqual([optout.key]);
+    });
+
+    it('the same opt-out decided again after a grant replaced it is queued anew, behind the grant', async () => {
+      const store = await storeWith([{ c: optout, lane: 'normal' }]);
+      await commit(store, grant, 'normal');
+      await commit(store, optout, 'normal');
+      expect((await store.claimOutbox('crm', 10, Date.now())).map((i) => i.change.key)).toEqual([optout.key]);
+    });
+
+    it('a decision already in flight replaces what was queued since (an older grant is not pushed after it)', async () => {
+      const store = await storeWith([{ c: optout, lane: 'normal' }]);
+      await store.claimOutbox('crm', 10, Date.now());
+      await commit(store, grant, 'normal');
+      // Decided again: the opt-out in flight is the newest decision (same key) ...
+      await commit(store, optout, 'normal');
+      expect(await store.claimOutbox('crm', 10, Date.now())).toEqual([]);
+      // ... and so is one with another key but the same value (the echo of that push).
+      await commit(store, grant, 'normal');
+      await commit(store, change('a@x.io', { target: 'denied', decidedBy: 'o3' }));
+      expect(await store.claimOutbox('crm', 10, Date.now())).toEqual([]);
+    });
+  });
+
   it('a change re-armed in the middle of a bulk commit supersedes the rows added before it, not the other way round', async () => {
     const old = change('a@x.io', { decidedBy: 'o1' });
     const { s: store, path } = await replay([[old, 'done']]);
@@ -402,9 +453,10 @@ describe('sqlite store: superseding in a bulk commit', () => {
       ],
       'normal',
     );
+    // In seq order: the re-armed row now comes last (seq order is the order of decisions).
     expect(rows(path)).toEqual([
-      { key: old.key, state: 'pending', lane: 'normal' },
       { key: newer.key, state: 'superseded', lane: 'normal' },
+      { key: old.key, state: 'pending', lane: 'normal' },
     ]);
   });
 });

@@ -417,22 +417,47 @@ export class SqliteStore implements Store {
     // push in flight will land it, and retries if it fails. Queueing it again would push it twice.
     // `inFlight`: the connectors known (in this transaction) to have something in flight; a bulk
     // commit skips the lookup for the others.
-    if ((inFlight === null || inFlight.has(c.connectorId)) && this.s.inFlightSameTarget.get(c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.target, c.key) !== undefined) return false;
+    // The rows of that target queued before this change are still replaced by it (the push in
+    // flight carries its value): left pending, an older value would land after the newest one.
+    if ((inFlight === null || inFlight.has(c.connectorId)) && this.s.inFlightSameTarget.get(c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.target, c.key) !== undefined) {
+      batch?.flush();
+      this.s.supersede.run(now, c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.key);
+      return false;
+    }
     const body = outboxBody(c);
-    if (this.s.insertOutbox.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, lane, body, now, now).changes > 0) {
+    const insert = (): boolean => this.s.insertOutbox.run(c.key, c.connectorId, c.recordId, c.subject, c.op, c.channel, c.purpose, lane, body, now, now).changes > 0;
+    if (insert()) {
       if (batch === null) this.s.supersede.run(now, c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.key);
       else batch.added();
       return true;
     }
     // Before a re-armed row is pending again: the rows added before it must not supersede it.
     batch?.flush();
+    // The same change decided again after another replaced it (a denial, a grant, the denial again):
+    // queued anew, behind that other one. Kept superseded, the newest decision would never be pushed.
+    if (this.s.dropSuperseded.run(c.subject, c.key).changes > 0 && insert()) {
+      this.s.supersede.run(now, c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.key);
+      return true;
+    }
     const rearmed = (reviveDead ? this.s.rearmDoneOrDead : this.s.rearmDone).run(lane, body, now, c.subject, c.key).changes > 0;
     if (!rearmed) {
+      // Already queued or in flight (or dead, not revived here): it stays the newest decision for its
+      // target, so the rows of that target queued since it are replaced, as a new row would replace them.
+      this.s.supersede.run(now, c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.key);
       if (lane === 'high') this.s.raiseLane.run(now, c.subject, c.key);
       return false;
     }
     this.s.supersede.run(now, c.connectorId, c.recordId, c.op, c.channel, c.purpose, c.key);
     return true;
+  }
+
+  /**
+   * A failed (retry), requeued or replayed (pending) row whose target has a newer row is
+   * superseded: pushed later, it would overwrite the newer decision (an opt-out queued while a
+   * grant was in flight).
+   */
+  private supersedeIfNewer(seq: number, now: string): void {
+    if (this.s.newerOfTarget.get(seq) !== undefined) this.s.supersedeOne.run(now, seq);
   }
 
   /** A SupersedeBatch for the rows this transaction adds to the outbox from now on. */
@@ -851,7 +876,7 @@ export class SqliteStore implements Store {
     this.bulkTx(() => {
       const now = new Date().toISOString();
       if (isBatchMember(id)) this.batches.split(id, 'retry', notBefore, error, now);
-      else this.s.markRetry.run(notBefore, error, now, id);
+      else if (this.s.markRetry.run(notBefore, error, now, id).changes > 0) this.supersedeIfNewer(id, now);
     });
   }
 
@@ -866,6 +891,11 @@ export class SqliteStore implements Store {
         }
         return;
       }
+      // Replaced meanwhile by a newer change for its target: not a failure to act on (nor to replay).
+      if (this.s.newerOfTarget.get(id) !== undefined) {
+        if (this.s.markRetry.run(0, reason, now, id).changes > 0) this.supersedeIfNewer(id, now);
+        return;
+      }
       const row = this.s.markDead.get(reason, now, id) as [...OutboxColumns, number] | undefined;
       if (row === undefined) return;
       // A dead letter keeps the whole change (few rows; read as it is by listDeadLetters).
@@ -878,7 +908,13 @@ export class SqliteStore implements Store {
     return this.tx(() => {
       const now = new Date().toISOString();
       let n = 0;
-      for (const id of connectorId === undefined ? this.outboxConnectors() : [connectorId]) n += this.s.requeue.run(now, id).changes;
+      for (const id of connectorId === undefined ? this.outboxConnectors() : [connectorId]) {
+        // A row whose target got a newer row while it was in flight goes, as a failed push does.
+        for (const seq of this.s.requeue.all(now, id) as number[]) {
+          this.supersedeIfNewer(seq, now);
+          n++;
+        }
+      }
       return n + this.batches.requeue(connectorId, now);
     });
   }
@@ -910,7 +946,9 @@ export class SqliteStore implements Store {
       const now = new Date().toISOString();
       const row = this.s.markReplayed.get(now, id) as [subject: string, key: string] | undefined;
       if (row === undefined) return false;
-      this.s.replay.run(now, row[0], row[1]);
+      const seq = this.s.replay.get(now, row[0], row[1]) as number | undefined;
+      // A newer change for the target was queued since: the old one must not land after it.
+      if (seq !== undefined) this.supersedeIfNewer(seq, now);
       return true;
     });
   }
@@ -1145,11 +1183,14 @@ function prepareStatements(db: Database.Database) {
     // A row is found by (subject, key), its unique index since migration 5. A completed erasure's
     // row was redacted (its subject is a hash): planned again, the erasure gets a new row instead.
     // The body is written again (rule and meta are not part of the key).
+    // A re-armed row takes the next seq: seq order is the order of decisions (see newerOfTarget).
     rearmDone: p(
-      `UPDATE outbox SET state = 'pending', lane = ?, change = ?, attempts = 0, not_before = 0, last_error = NULL, updated_at = ? WHERE subject = ? AND key = ? AND state = 'done'`,
+      `UPDATE outbox SET seq = (SELECT max(seq) + 1 FROM outbox), state = 'pending', lane = ?, change = ?, attempts = 0, not_before = 0, last_error = NULL, updated_at = ?
+       WHERE subject = ? AND key = ? AND state = 'done'`,
     ),
     rearmDoneOrDead: p(
-      `UPDATE outbox SET state = 'pending', lane = ?, change = ?, attempts = 0, not_before = 0, last_error = NULL, updated_at = ? WHERE subject = ? AND key = ? AND state IN ('done', 'dead')`,
+      `UPDATE outbox SET seq = (SELECT max(seq) + 1 FROM outbox), state = 'pending', lane = ?, change = ?, attempts = 0, not_before = 0, last_error = NULL, updated_at = ?
+       WHERE subject = ? AND key = ? AND state IN ('done', 'dead')`,
     ),
     raiseLane: p(`UPDATE outbox SET lane = 'high', updated_at = ? WHERE subject = ? AND key = ? AND lane = 'normal' AND state IN ('pending', 'retry')`),
     supersede: p(
@@ -1188,7 +1229,7 @@ function prepareStatements(db: Database.Database) {
       `UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE seq = ? AND state IN (${toDead}) RETURNING ${OUTBOX_COLUMNS}, attempts`,
     ).raw(true),
     insertDeadLetter: p('INSERT INTO dead_letters (key, connector_id, subject, change, reason, attempts, dead_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-    requeue: p(`UPDATE outbox SET state = 'pending', not_before = 0, updated_at = ? WHERE connector_id = ? AND state = 'in_flight'`),
+    requeue: pluck(`UPDATE outbox SET state = 'pending', not_before = 0, updated_at = ? WHERE connector_id = ? AND state = 'in_flight' RETURNING seq`),
     outboxConnectors: pluck(
       `WITH RECURSIVE c(id) AS (
          SELECT (SELECT min(connector_id) FROM outbox)
@@ -1199,7 +1240,17 @@ function prepareStatements(db: Database.Database) {
     nextDue: pluck(`SELECT min(not_before) FROM outbox WHERE connector_id = ? AND state = 'retry'`),
     deadLetters: p('SELECT id, change, reason, attempts, dead_at FROM dead_letters WHERE replayed_at IS NULL ORDER BY id LIMIT ?'),
     markReplayed: p('UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL RETURNING subject, key').raw(true),
-    replay: p(`UPDATE outbox SET state = 'pending', attempts = 0, not_before = 0, last_error = NULL, updated_at = ? WHERE subject = ? AND key = ? AND state = 'dead'`),
+    replay: pluck(`UPDATE outbox SET state = 'pending', attempts = 0, not_before = 0, last_error = NULL, updated_at = ? WHERE subject = ? AND key = ? AND state = 'dead' RETURNING seq`),
+    // Rows are queued in the order of their seq (a re-armed row takes a new one): a row of the same
+    // target with a higher seq, in any state but superseded, carries a newer decision. Found through
+    // the subject (indexed) rather than the target index, which holds only pending and retry rows.
+    newerOfTarget: pluck(
+      `SELECT 1 FROM outbox AS o JOIN outbox AS n ON n.subject = o.subject AND n.connector_id = o.connector_id AND n.record_id = o.record_id
+         AND n.op = o.op AND n.channel = o.channel AND n.purpose = o.purpose AND n.seq > o.seq AND n.state <> 'superseded'
+       WHERE o.seq = ? LIMIT 1`,
+    ),
+    dropSuperseded: p(`DELETE FROM outbox WHERE subject = ? AND key = ? AND state = 'superseded'`),
+    supersedeOne: p(`UPDATE outbox SET state = 'superseded', updated_at = ? WHERE seq = ? AND state IN (${toSuperseded})`),
 
     startRun: p(`INSERT INTO runs (kind, connector_id, status, started_at) VALUES (?, ?, 'running', ?)`),
     finishRun: p('UPDATE runs SET status = ?, finished_at = ?, stats = ?, error = ? WHERE id = ?'),
