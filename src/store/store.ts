@@ -195,10 +195,14 @@ export interface Store {
    * pushed (so the echo is a no-op).
    */
   completeOutbox(ids: readonly number[], snapshots: RecordSnapshot[]): Promise<void>;
+  /**
+   * Failed for now: retried once due. Failed, requeued and replayed items whose target got a newer
+   * change meanwhile are superseded instead: an older decision never lands after a newer one.
+   */
   retryOutbox(id: number, notBefore: number, error: string): Promise<void>;
-  /** Permanent failure or retries exhausted: dead, with a dead-letter row. */
+  /** Permanent failure or retries exhausted: dead, with a dead-letter row (superseded, see retryOutbox). */
   killOutbox(id: number, reason: string): Promise<void>;
-  /** Crash recovery: in_flight items go back to pending (pushes are idempotent). */
+  /** Crash recovery: in_flight items go back to pending (pushes are idempotent; superseded, see retryOutbox). */
   requeueInFlight(connectorId?: string): Promise<number>;
   /** Pending + retry + in_flight count per connector. */
   outboxDepth(): Promise<Record<string, number>>;
