@@ -893,7 +893,8 @@ export class SqliteStore implements Store {
       }
       // Replaced meanwhile by a newer change for its target: not a failure to act on (nor to replay).
       if (this.s.newerOfTarget.get(id) !== undefined) {
-        if (this.s.markRetry.run(0, reason, now, id).changes > 0) this.supersedeIfNewer(id, now);
+        // in_flight -> retry -> superseded: the transitions the state machine allows.
+        if (this.s.markRetry.run(0, reason, now, id).changes > 0) this.s.supersedeOne.run(now, id);
         return;
       }
       const row = this.s.markDead.get(reason, now, id) as [...OutboxColumns, number] | undefined;

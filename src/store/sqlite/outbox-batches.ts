@@ -50,8 +50,6 @@ function decodeMember(m: NonNullable<Member>, connectorId: string): Change {
 
 interface PendingRow {
   id: number;
-  size: number;
-  settled: number;
   attempts: number;
   changes: string;
   enqueued_at: string;
@@ -265,7 +263,7 @@ function prepare(db: Database.Database) {
     otherThanErasures: pluck(`SELECT 1 FROM outbox WHERE connector_id = ? AND op <> 'erase' LIMIT 1`),
     overlapping: pluck(`SELECT 1 FROM outbox_batches WHERE connector_id = ? AND ${active} AND min_subject <= ? AND max_subject >= ? LIMIT 1`),
     insert: p(`INSERT INTO outbox_batches (connector_id, state, size, min_subject, max_subject, changes, enqueued_at, updated_at) VALUES (?, 'pending', ?, ?, ?, ?, ?, ?)`),
-    oldestPending: p(`SELECT id, size, settled, attempts, changes, enqueued_at FROM outbox_batches WHERE connector_id = ? AND state = 'pending' ORDER BY id LIMIT 1`),
+    oldestPending: p(`SELECT id, attempts, changes, enqueued_at FROM outbox_batches WHERE connector_id = ? AND state = 'pending' ORDER BY id LIMIT 1`),
     keepRest: p(`UPDATE outbox_batches SET size = ?, settled = 0, min_subject = ?, max_subject = ?, changes = ?, updated_at = ? WHERE id = ?`),
     insertTaken: p(
       `INSERT INTO outbox_batches (connector_id, state, size, attempts, min_subject, max_subject, changes, enqueued_at, updated_at) VALUES (?, 'in_flight', ?, ?, ?, ?, ?, ?, ?)`,
