@@ -26,10 +26,24 @@ export function pagePlan(plan: SubjectPlan, decision: Decision | EncodedDecision
   return p;
 }
 
-/** Pages of plans for dirty subjects, in subject order. An empty page means there are no more. */
+/**
+ * Pages of plans for dirty subjects. An empty page means there are no more. Each page comes from
+ * one run of subjects (`part()`, of the page last returned), in subject order within the run; the
+ * runs are disjoint, and with several their pages come a group at a time from each in turn.
+ */
 export interface PlanPages {
   next(): Promise<PagePlan[]>;
+  /** The run the page last returned by next() belongs to (0 with a single run). */
+  part(): number;
   close(): Promise<void>;
+}
+
+/**
+ * Does subject `a` sort after `b` in the store's order (SQLite's BINARY: UTF-8 bytes)? JavaScript
+ * compares UTF-16 code units, which differs only when a surrogate pair meets U+E000-U+FFFF.
+ */
+export function subjectAfter(a: string, b: string): boolean {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')) > 0;
 }
 
 /** Read, decide and plan on this thread (the instant path, small stores, in-memory stores). */
@@ -49,6 +63,7 @@ export function inThreadPages(engine: Engine, pageSize: number, only?: readonly 
       done = page.length < pageSize;
       return plans;
     },
+    part: () => 0,
     close: () => Promise.resolve(),
   };
 }
@@ -56,19 +71,52 @@ export function inThreadPages(engine: Engine, pageSize: number, only?: readonly 
 /** What the main thread sends with each request: the policy options of that moment. */
 export type PlanRequest = { opts: PolicyOptions };
 
-/** Old-generation heap of the reconcile worker, MB (it holds a page or two of plans at a time). */
-const WORKER_HEAP_MB = 96;
+/** Old-generation heap of a reconcile worker, MB (it holds a page or two of plans at a time; 96 took no less time at 1M). */
+const WORKER_HEAP_MB = 64;
 
 /**
- * Read, decide and plan on a worker thread over a read-only view of the store, while the caller
- * commits on this one. Up to `ahead` pages are requested in advance, so the worker keeps planning
- * while a commit runs; memory holds at most that many pages of plans.
+ * Read, decide and plan on worker threads over a read-only view of the store, while the caller
+ * commits on this one. `splits` (Store.dirtySplits) cut the dirty subjects into runs, one worker
+ * each; pages come `groupPages` at a time from each worker in turn, so a caller committing a group
+ * at a time commits one run's subjects together. Each worker is asked for up to `ahead` pages in
+ * advance, so it keeps planning while the others' pages are committed; memory holds at most that
+ * many pages of plans per worker.
  */
-export function workerPages(engine: Engine, spec: StoreReaderSpec, pageSize: number, ahead: number): PlanPages {
-  const data: ReconcileWorkerData = { spec, targets: engine.targets(), pageSize };
-  const worker = pagedWorker<PlanRequest, PagePlan[]>(startWorker('reconcile-worker', data, WORKER_HEAP_MB), 'reconcile worker', () => ({ opts: engine.policyOptions() }), ahead);
+export function workerPages(engine: Engine, spec: StoreReaderSpec, pageSize: number, ahead: number, splits: readonly string[] = [], groupPages = 1): PlanPages {
+  const bounds = [null, ...splits];
+  const live = bounds.map((after, part) => {
+    const data: ReconcileWorkerData = { spec, targets: engine.targets(), pageSize, after, until: splits[part] ?? null };
+    const worker = pagedWorker<PlanRequest, PagePlan[]>(startWorker('reconcile-worker', data, WORKER_HEAP_MB), 'reconcile worker', () => ({ opts: engine.policyOptions() }), ahead);
+    return { part, worker };
+  });
+  const all = [...live];
+  let turn = 0;
+  let served = 0;
+  let lastPart = 0;
   return {
-    next: async () => (await worker.next()) ?? [],
-    close: () => worker.close(),
+    async next() {
+      while (live.length > 0) {
+        const current = live[turn % live.length] as (typeof live)[number];
+        const page = await current.worker.next();
+        if (page === null || page.length === 0) {
+          live.splice(live.indexOf(current), 1);
+          served = 0;
+          continue;
+        }
+        lastPart = current.part;
+        if (++served >= groupPages) {
+          served = 0;
+          turn = (live.indexOf(current) + 1) % live.length;
+        } else {
+          turn = live.indexOf(current);
+        }
+        return page;
+      }
+      return [];
+    },
+    part: () => lastPart,
+    close: async () => {
+      await Promise.all(all.map((w) => w.worker.close()));
+    },
   };
 }

@@ -166,6 +166,12 @@ export interface Store {
   /** How many subjects are dirty (cheap; decides whether a reconcile is worth a worker thread). */
   dirtyCount(): Promise<number>;
   /**
+   * Up to `parts - 1` dirty subjects that cut the dirty subjects, in subject order, into `parts`
+   * runs of about equal size: each is the last subject of its run (fewer when there are few).
+   * Lets several threads decide a reconcile's subjects side by side.
+   */
+  dirtySplits(parts: number): Promise<string[]>;
+  /**
    * A read-only view of this store for another thread (null when there is none, e.g. an in-memory
    * database). Every pending write is visible to it first (a SQLite store absorbs its logs).
    */

@@ -1,8 +1,9 @@
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Connector } from '../../src/connectors/contract.js';
 import { createEngine, planReport, reconcile, type Engine } from '../../src/engine/index.js';
-import { RECONCILE_PAGE } from '../../src/engine/reconcile.js';
+import { RECONCILE_PAGE, RECONCILE_WORKERS } from '../../src/engine/reconcile.js';
 import type { Change } from '../../src/model/index.js';
 import type { SqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
@@ -51,10 +52,10 @@ const N = RECONCILE_PAGE * 2 + 321; // several pages, the last one partial
 const who = (i: number): string => `p${String(i).padStart(5, '0')}@example.com`;
 
 /** Disagreeing systems: a denial in one place, grants, a complaint, erasure requests. */
-async function fill(store: SqliteStore): Promise<void> {
+async function fill(store: SqliteStore, n = N): Promise<void> {
   const observations = [];
   const records = [];
-  for (let i = 0; i < N; i++) {
+  for (let i = 0; i < n; i++) {
     const s = who(i);
     records.push(rec(s, { consent: { 'email:*': 'granted', 'email:newsletter': 'granted' } }));
     records.push(rec(s, { connectorId: 'esp', recordId: `e-${s}`, consent: { 'email:*': i % 7 === 0 ? 'denied' : 'granted' } }));
@@ -105,6 +106,70 @@ describe('reconcile on a worker thread', () => {
     expect(right).toEqual(left);
     // The run is recorded like any other.
     expect((await onWorker.lastRun('reconcile', null))?.status).toBe('ok');
+  });
+
+  it('two workers take a run of subjects each, and each commit keeps to one run (outbox batches stay whole)', async () => {
+    expect(RECONCILE_WORKERS).toBe(2);
+    const t = tempStore();
+    cleanups.push(t.cleanup);
+    const store = t.store;
+    // Four pages a worker; commits of up to 5000 subjects, so a commit not cut at a change of run
+    // would hold pages of both (and overlap the batches of an earlier one).
+    const n = RECONCILE_PAGE * 8 + 321;
+    await fill(store, n);
+    // The split is the last subject of the first half.
+    expect(await store.dirtySplits(2)).toEqual([who(Math.floor(n / 2) - 1)]);
+    expect(await store.dirtySplits(1)).toEqual([]);
+    const quarters = await store.dirtySplits(4);
+    expect(quarters).toEqual([1, 2, 3].map((k) => who(Math.floor((k * n) / 4) - 1)));
+    const stats = await reconcile(engineOf(store), 'normal', { worker: 'always', commitSubjects: 5000 });
+    expect(stats.subjects).toBe(n);
+    expect(await store.dirtyCount()).toBe(0);
+    // Commits mixing both runs would have subject ranges overlapping the other run's batches, and
+    // the bulk path would fall back to one outbox row per change: every change is in a batch.
+    const db = new Database(t.path, { readonly: true });
+    try {
+      expect(db.prepare("SELECT count(*) FROM outbox WHERE op <> 'erase'").pluck().get()).toBe(0);
+      const batched = db.prepare('SELECT sum(size) FROM outbox_batches').pluck().get() as number;
+      const erasures = db.prepare("SELECT count(*) FROM outbox WHERE op = 'erase'").pluck().get() as number;
+      expect(batched).toBeGreaterThan(0);
+      expect(batched + erasures).toBe(stats.changes);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('a split between subjects JavaScript and SQLite order differently: each subject is decided once', async () => {
+    // SQLite orders text by its UTF-8 bytes: U+E000 (EE 80 80) before an emoji (F0 9F ...). In
+    // UTF-16 code units the emoji (a surrogate pair, D83D ...) sorts first. The split falls on the
+    // U+E000 subject; the emoji subjects belong to the second worker's run.
+    const subjects = [
+      ...Array.from({ length: 50 }, (_, i) => `a${String(i).padStart(3, '0')}@example.com`),
+      '\ue000@example.com',
+      ...Array.from({ length: 51 }, (_, i) => `\u{1F600}${String(i).padStart(3, '0')}@example.com`),
+    ];
+    const load = async (store: SqliteStore): Promise<void> => {
+      await store.ingestPage(
+        'crm',
+        1,
+        {
+          observations: subjects.map((s) => obs(s, { state: 'granted', purpose: 'newsletter', evidence: 'signed form' })),
+          records: subjects.flatMap((s) => [rec(s, { consent: { 'email:*': 'granted' } }), rec(s, { connectorId: 'esp', recordId: `e-${s}`, consent: { 'email:*': 'denied' } })]),
+        },
+        null,
+      );
+    };
+    const inThread = freshStore();
+    const onWorkers = freshStore();
+    await load(inThread);
+    await load(onWorkers);
+    expect(await onWorkers.dirtySplits(2)).toEqual(['\ue000@example.com']);
+    const a = await reconcile(engineOf(inThread), 'normal', { worker: 'never' });
+    const b = await reconcile(engineOf(onWorkers), 'normal', { worker: 'always' });
+    expect(b).toEqual(a);
+    expect(b.subjects).toBe(subjects.length);
+    for (const s of subjects) expect(await onWorkers.decision(s)).toEqual(await inThread.decision(s));
+    expect(await onWorkers.dirtyCount()).toBe(0);
   });
 
   it('a dry run (plan) on the worker thread reports the same changes as on this thread and writes nothing', async () => {

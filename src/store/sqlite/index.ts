@@ -629,6 +629,19 @@ export class SqliteStore implements Store {
     return this.s.countDirty.get() as number;
   }
 
+  async dirtySplits(parts: number): Promise<string[]> {
+    await this.absorb();
+    const n = this.s.countDirty.get() as number;
+    const splits: string[] = [];
+    for (let k = 1; k < parts; k++) {
+      const at = Math.floor((k * n) / parts) - 1;
+      if (at < 0) continue;
+      const subject = this.s.dirtyAt.get(at) as string | undefined;
+      if (subject !== undefined && subject !== splits[splits.length - 1]) splits.push(subject);
+    }
+    return splits;
+  }
+
   async readerSpec(): Promise<StoreReaderSpec | null> {
     // An in-memory (or temporary) database exists in this connection only.
     if (this.path === ':memory:' || this.path === '') return null;
@@ -1289,6 +1302,7 @@ function prepareStatements(db: Database.Database) {
     countRecords: pluck('SELECT count(*) FROM records'),
     countObservations: pluck('SELECT count(*) FROM observations'),
     countDirty: pluck('SELECT count(*) FROM subjects WHERE dirty > 0'),
+    dirtyAt: pluck('SELECT subject FROM subjects WHERE dirty > 0 ORDER BY subject LIMIT 1 OFFSET ?'),
     outboxByState: p('SELECT state, count(*) AS n FROM outbox GROUP BY state'),
     oldestPendingSeq: pluck(`SELECT min(seq) FROM outbox WHERE connector_id = ? AND state = 'pending' AND lane = ? AND not_before = 0`),
     enqueuedAtOf: pluck('SELECT enqueued_at FROM outbox WHERE seq = ?'),
