@@ -11,7 +11,7 @@ import { PULL_ENTRY, csvRowContext, pullCsv, type CsvPullArgs } from './pull-ent
 import { csvSettings } from './settings.js';
 import type { CsvSettings } from './settings.js';
 import { rewriteCsv } from './write.js';
-import type { FsOps } from './write.js';
+import type { FileHashes, FsOps } from './write.js';
 
 export { csvSettings } from './settings.js';
 export type { CsvSettings } from './settings.js';
@@ -63,6 +63,9 @@ export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext,
   };
 
   // One rewrite at a time: a second push waits for the first (they would race on the file).
+  // The record hashes of the file as the last rewrite left it (4 bytes a row): the next rewrite of
+  // that same version copies the rows it does not change without hashing their addresses again.
+  const hashes: { current: FileHashes | null } = { current: null };
 
   return {
     id: ctx.id,
@@ -89,7 +92,7 @@ export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext,
     // One rewrite at a time: each reads the file the previous one wrote.
     push: oneAtATime(async (changes: Change[]): Promise<PushResult[]> => {
       await ensureFile();
-      return rewriteCsv({ path, delimiter: settings.delimiter, connectorId: ctx.id, ctx: rowCtx, ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.now ? { now: opts.now } : {}) }, changes);
+      return rewriteCsv({ path, delimiter: settings.delimiter, connectorId: ctx.id, ctx: rowCtx, hashes, ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.now ? { now: opts.now } : {}) }, changes);
     }),
 
     async check(): Promise<CheckResult> {

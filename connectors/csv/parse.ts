@@ -8,8 +8,8 @@ import type { ObservationInput } from '../../src/model/types.js';
 import type { PullPage, PullReject } from '../../src/connectors/contract.js';
 import { SnapshotBuilder, interpretRow, parseHeader, toObservationInput } from './mapping.js';
 import type { HeaderMap, RowContext } from './mapping.js';
-import { Unsupported, fastRecords } from './scan.js';
-import type { FastCopy, FastRecord, FastSelect } from './scan.js';
+import { StaleHashes, Unsupported, fastRecords } from './scan.js';
+import type { FastCopy, FastHashes, FastRecord, FastSelect } from './scan.js';
 
 export class CsvError extends Error {
   constructor(
@@ -45,6 +45,8 @@ export interface CsvTail {
 export interface CsvCopy {
   type: 'copy';
   raw: Buffer;
+  /** One past the index of the last record in the range. */
+  endIndex: number;
 }
 
 const NL = 0x0a;
@@ -83,7 +85,7 @@ export async function* scanRows(path: string, delimiter: string): AsyncGenerator
  * want may come as CsvCopy byte ranges instead (only from the fast reader: a caller must still
  * test the records it gets).
  */
-export async function* scanBatches(path: string, delimiter: string, withRaw: boolean, select?: FastSelect): AsyncGenerator<Array<CsvRecord | CsvTail | CsvCopy>> {
+export async function* scanBatches(path: string, delimiter: string, withRaw: boolean, select?: FastSelect, hashes?: FastHashes): AsyncGenerator<Array<CsvRecord | CsvTail | CsvCopy>> {
   let fh: FileHandle;
   try {
     fh = await open(path, 'r');
@@ -94,7 +96,7 @@ export async function* scanBatches(path: string, delimiter: string, withRaw: boo
   let delivered = 0;
   try {
     try {
-      const it = fastRecords(fh, delimiter, withRaw, undefined, select);
+      const it = fastRecords(fh, delimiter, withRaw, undefined, select, hashes);
       for (;;) {
         const next = await it.next();
         if (next.done === true) {
@@ -103,13 +105,14 @@ export async function* scanBatches(path: string, delimiter: string, withRaw: boo
         }
         const out: Array<CsvRecord | CsvCopy> = [];
         for (const r of next.value) {
-          if ('copy' in r) out.push({ type: 'copy', raw: r.raw });
+          if ('copy' in r) out.push({ type: 'copy', raw: r.raw, endIndex: r.endIndex });
           else out.push({ type: 'record', index: r.index, line: r.line, fields: r.fields, raw: r.raw ?? empty, leading: r.leading, terminated: r.terminated });
         }
         yield out;
         delivered = lastIndex(next.value, delivered);
       }
     } catch (e) {
+      if (e instanceof StaleHashes) throw e;
       if (!(e instanceof Unsupported)) throw ioError(path, e);
     }
     // Not a plain file: csv-parse from the start, over the same open file, past what was delivered.

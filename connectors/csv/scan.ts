@@ -72,6 +72,80 @@ function stringHash(s: string): number {
 /** ASCII whitespace as String.prototype.trim sees it: TAB, LF, VT, FF, CR, space. */
 const isAsciiSpace = (b: number): boolean => b === 0x20 || (b >= 0x09 && b <= 0x0d);
 
+/** The hash of a record whose address is not plain ASCII (or of the header): always examined. */
+export const NOT_ASCII = -1;
+
+/**
+ * The hash the fast reader computes over an address cell's bytes, from the cell's text: trimmed of
+ * ASCII whitespace, ASCII folded to lower case; NOT_ASCII when what is left is not plain ASCII.
+ */
+export function cellHash(cell: string): number {
+  let start = 0;
+  let end = cell.length;
+  while (start < end && isAsciiSpace(cell.charCodeAt(start))) start++;
+  while (end > start && isAsciiSpace(cell.charCodeAt(end - 1))) end--;
+  let h = FNV_OFFSET;
+  for (let i = start; i < end; i++) {
+    let c = cell.charCodeAt(i);
+    if (c >= 0x80) return NOT_ASCII;
+    if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+    h = Math.imul(h ^ c, FNV_PRIME);
+  }
+  return h & SMI_MASK;
+}
+
+/**
+ * The address hashes of a file's records in record order (the header's is NOT_ASCII), as of one
+ * version of the file. A rewrite records them as it reads (FastHashes.seen) and, for the file it
+ * writes, carries them over (copied records) or computes them (written ones); the next rewrite of
+ * that same file then reads them (FastHashes.known) instead of hashing every address again, which
+ * was most of the time a rewrite took for rows it only copies.
+ */
+export class RecordHashes {
+  private data = new Int32Array(1024);
+  length = 0;
+  /** Every record of the file is in (the fast reader read it to the end). */
+  complete = false;
+
+  at(i: number): number {
+    return this.data[i] as number;
+  }
+
+  push(h: number): void {
+    this.room(1);
+    this.data[this.length++] = h;
+  }
+
+  /** Append the hashes of `src`'s records [from, to). */
+  copy(src: RecordHashes, from: number, to: number): void {
+    this.room(to - from);
+    this.data.set(src.data.subarray(from, to), this.length);
+    this.length += to - from;
+  }
+
+  /** Release the room not used (4 bytes a record are kept between rewrites). */
+  trim(): this {
+    this.data = this.data.slice(0, this.length);
+    return this;
+  }
+
+  private room(n: number): void {
+    if (this.length + n <= this.data.length) return;
+    const next = new Int32Array(Math.max(this.data.length * 2, this.length + n));
+    next.set(this.data.subarray(0, this.length));
+    this.data = next;
+  }
+}
+
+/** The hashes a rewrite was given do not match the file (it changed unseen): read it again without. */
+export class StaleHashes extends Error {}
+
+/** With `select`: the record hashes to record (`seen`) and, for this same file, those already known. */
+export interface FastHashes {
+  seen: RecordHashes;
+  known: RecordHashes | null;
+}
+
 /** Can the fast reader take this delimiter at all? (ASCII, never a quote, CR or LF.) */
 export function fastDelimiter(delimiter: string): boolean {
   if (delimiter.length === 0) return false;
@@ -99,6 +173,7 @@ export async function* fastRecords(
   withRaw: boolean,
   chunkSize = CHUNK,
   select?: FastSelect,
+  hashes?: FastHashes,
 ): AsyncGenerator<Array<FastRecord | FastCopy>, Buffer> {
   if (!fastDelimiter(delimiter)) throw new Unsupported('delimiter');
   const delim = Buffer.from(delimiter, 'latin1');
@@ -116,6 +191,8 @@ export async function* fastRecords(
   let index = 0;
   let checkedQuotes = 0; // buf offset up to which quotes were ruled out
   let batch: Array<FastRecord | FastCopy> = [];
+  /** The address hash `wanted` computed last. */
+  const cell = { hash: 0 };
   const readBuf = Buffer.allocUnsafe(chunkSize);
   // The read of the next chunk, started as soon as readBuf was copied out: the disk works while the
   // caller goes through this chunk. Handled once here, so that a reader dropped early (or failed)
@@ -187,7 +264,7 @@ export async function* fastRecords(
         continue;
       }
       const end = at + rdLen;
-      if (picked !== null && !wanted(pos, at, picked)) {
+      if (picked !== null && !wantedRecord(pos, at, picked)) {
         // Only copied: no record built, the bytes join the pending range.
         if (copyStart === -1) copyStart = prevEnd;
         prevEnd = bufStart + end;
@@ -210,10 +287,18 @@ export async function* fastRecords(
   flushCopy();
   if (pos < buf.length) {
     const end = buf.length;
+    if (picked !== null && hashes !== undefined) {
+      wanted(pos, end, picked);
+      hashes.seen.push(cell.hash);
+    }
     batch.push(makeRecord(end, end));
     pos = end;
   }
   if (batch.length > 0) yield batch;
+  if (hashes !== undefined && picked !== null) {
+    if (hashes.known !== null && hashes.known.length !== index) throw new StaleHashes('record count');
+    hashes.seen.complete = true;
+  }
   // The tail: bytes after the last record (blank lines).
   return buf.subarray(prevEnd - bufStart);
 
@@ -238,6 +323,8 @@ export async function* fastRecords(
       terminated: buf[end - 1] === NL || buf[end - 1] === CR,
     };
     prevEnd = bufStart + end;
+    // Records built before `picked` exists (the header) are always examined.
+    if (picked === null) hashes?.seen.push(NOT_ASCII);
     if (rec.index === 0 && select !== undefined) {
       const sel = select(fields);
       if (sel !== null) {
@@ -259,15 +346,39 @@ export async function* fastRecords(
   }
 
   /**
-   * Is the record [from, to) wanted: is its quick address one of `p.addresses`, or not plain ASCII?
-   * Runs on the bytes, without building a string for the (many) records that are only copied: the
-   * quick form's hash (ASCII folded to lower case) is looked up first, the exact text only on a hit.
+   * Is record `index`, bytes [from, to), wanted: is its quick address one of `p.addresses`, or not
+   * plain ASCII? With the file's hashes known, a record whose hash is not wanted is copied without
+   * reading its address; else (and to confirm a hit) the address is hashed from the bytes (`wanted`).
+   */
+  function wantedRecord(from: number, to: number, p: { column: number; addresses: ReadonlySet<string>; hashes: Set<number> }): boolean {
+    const known = hashes?.known ?? null;
+    if (known !== null) {
+      if (index >= known.length) throw new StaleHashes('record count');
+      const h = known.at(index);
+      if (h !== NOT_ASCII && !p.hashes.has(h)) {
+        hashes?.seen.push(h);
+        return false;
+      }
+    }
+    const hit = wanted(from, to, p);
+    if (known !== null && cell.hash !== known.at(index)) throw new StaleHashes(`record ${index}`);
+    hashes?.seen.push(cell.hash);
+    return hit;
+  }
+
+  /**
+   * Is the record [from, to) wanted (see wantedRecord)? Runs on the bytes, without building a string
+   * for the (many) records that are only copied: the quick form's hash (ASCII folded to lower case)
+   * is looked up first, the exact text only on a hit. Leaves the hash in `cell.hash`.
    */
   function wanted(from: number, to: number, p: { column: number; addresses: ReadonlySet<string>; hashes: Set<number> }): boolean {
     let start = from;
     for (let k = 0; k < p.column; k++) {
       const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
-      if (d === -1 || d >= to) return p.addresses.has('');
+      if (d === -1 || d >= to) {
+        cell.hash = EMPTY_HASH;
+        return p.addresses.has('');
+      }
       start = d + delim.length;
     }
     const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
@@ -277,13 +388,19 @@ export async function* fastRecords(
     let h = FNV_OFFSET;
     for (let i = start; i < end; i++) {
       let b = buf[i] as number;
-      if (b >= 0x80) return true;
+      if (b >= 0x80) {
+        cell.hash = NOT_ASCII;
+        return true;
+      }
       if (b >= 0x41 && b <= 0x5a) b |= 0x20;
       h = Math.imul(h ^ b, FNV_PRIME);
     }
-    return p.hashes.has(h & SMI_MASK) && p.addresses.has(buf.toString('latin1', start, end).toLowerCase());
+    cell.hash = h & SMI_MASK;
+    return p.hashes.has(cell.hash) && p.addresses.has(buf.toString('latin1', start, end).toLowerCase());
   }
 }
+
+const EMPTY_HASH = FNV_OFFSET & SMI_MASK;
 
 /** Plain ASCII (every code unit below 0x80). */
 export function isAscii(s: string): boolean {

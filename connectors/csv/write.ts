@@ -8,7 +8,8 @@ import type { PushResult } from '../../src/connectors/contract.js';
 import { SnapshotBuilder, SUPPRESSION_MARKER, WRITE_WORDS, interpretRow, parseHeader } from './mapping.js';
 import type { HeaderMap, RowContext, RowFact } from './mapping.js';
 import { CsvError, scanBatches } from './parse.js';
-import { isAscii } from './scan.js';
+import { NOT_ASCII, RecordHashes, StaleHashes, cellHash, isAscii } from './scan.js';
+import type { FastHashes } from './scan.js';
 import { BufferedOut } from './buffered-out.js';
 
 /*
@@ -34,7 +35,7 @@ import { BufferedOut } from './buffered-out.js';
 /** File operations a test can replace (simulate a crash before the rename, a concurrent edit). */
 export interface FsOps {
   rename?(from: string, to: string): Promise<void>;
-  stat?(path: string): Promise<{ mtimeMs: number; size: number; ino: number; mode: number }>;
+  stat?(path: string): Promise<{ mtimeMs: number; ctimeMs: number; size: number; ino: number; mode: number }>;
 }
 
 export interface RewriteOptions {
@@ -45,7 +46,22 @@ export interface RewriteOptions {
   now?: () => Date;
   /** Test hook: simulate a crash between write and rename. */
   fs?: FsOps;
+  /**
+   * Where the connector keeps, between rewrites, the record hashes of the file as the last rewrite
+   * left it (see RecordHashes): used while the file is that same version, replaced by each rewrite.
+   */
+  hashes?: { current: FileHashes | null };
 }
+
+/** The record hashes of one version of a file (its inode, size and modification time). */
+export interface FileHashes {
+  version: FileVersion;
+  hashes: RecordHashes;
+}
+/** A file's version as stat tells it: ctime cannot be set back by a writer (utimes sets mtime only). */
+type FileVersion = { ino: number; size: number; mtimeMs: number; ctimeMs: number };
+const versionOf = (s: FileVersion): FileVersion => ({ ino: s.ino, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs });
+const sameVersion = (a: FileVersion, b: FileVersion): boolean => a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs;
 
 interface ScopeTarget {
   target: 'granted' | 'denied';
@@ -58,6 +74,16 @@ const PERMANENT_IO = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOENT', 'EISDIR', 'E
 const scope = (email: string, channel: string, purpose: string): string => `${email}\u0000${channel}\u0000${purpose}`;
 
 export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[]): Promise<PushResult[]> {
+  try {
+    return await rewriteOnce(opts, changes, true);
+  } catch (e) {
+    // The kept hashes did not match the file: the rewrite so far is dropped and done again, hashing.
+    if (e instanceof StaleHashes) return rewriteOnce(opts, changes, false);
+    throw e;
+  }
+}
+
+async function rewriteOnce(opts: RewriteOptions, changes: readonly Change[], useKept: boolean): Promise<PushResult[]> {
   const now = (opts.now ?? (() => new Date()))().toISOString();
   const results: Array<PushResult | undefined> = changes.map(() => undefined);
   const { purposes, channels } = opts.ctx;
@@ -117,6 +143,13 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     });
     fh = await open(tmp, 'wx', before.mode & 0o777);
     const out = new BufferedOut(fh);
+    // The record hashes: of the file as read (`seen`, given `known` when kept for this version) and
+    // of the file as written (`written`: copied ranges carry theirs over, written records get theirs).
+    const kept = opts.hashes?.current ?? null;
+    if (opts.hashes) opts.hashes.current = null;
+    const hashes: FastHashes | undefined = opts.hashes && { seen: new RecordHashes(), known: useKept && kept !== null && sameVersion(kept.version, before) ? kept.hashes : null };
+    const written = hashes && new RecordHashes();
+    let nextIndex = 0;
     const snapshots = new SnapshotBuilder(opts.connectorId);
     let columns: HeaderMap | undefined;
     let width = 0;
@@ -143,6 +176,7 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       if (cols.evidence !== undefined) fields[cols.evidence] = evidence;
       if (out.lastByte !== 0x0a && out.lastByte !== -1) out.add(Buffer.from(eol));
       out.add(render(fields, true));
+      written?.push(cellHash(fact.email));
       snapshots.add(fact);
       dirty = true;
     };
@@ -205,7 +239,7 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       return h.ok ? { column: h.columns.email, addresses } : null;
     };
     let rowCtx: RowContext | undefined;
-    for await (const batch of scanBatches(opts.path, opts.delimiter, true, select)) {
+    for await (const batch of scanBatches(opts.path, opts.delimiter, true, select, hashes)) {
       for (const rec of batch) {
         if (rec.type === 'tail') {
           out.add(rec.raw);
@@ -214,9 +248,13 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
         if (rec.type === 'copy') {
           if (runSubject !== null && columns !== undefined) enterRun(null, columns);
           out.add(rec.raw);
+          if (hashes && written) written.copy(hashes.seen, nextIndex, rec.endIndex);
+          nextIndex = rec.endIndex;
           continue;
         }
+        nextIndex = rec.index + 1;
         if (rec.index === 0) {
+          written?.push(NOT_ASCII);
           const h = parseHeader(rec.fields);
           if (!h.ok) throw new CsvError('CSV_BAD_HEADER', `${opts.path}:${rec.line}: ${h.reason}`, rec.line);
           columns = h.columns;
@@ -230,6 +268,7 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
         if (copied((rec.fields[cols.email] ?? '').trim().toLowerCase())) {
           if (runSubject !== null) enterRun(null, cols);
           out.add(rec.raw);
+          written?.push(cellHash(rec.fields[cols.email] ?? ''));
           continue;
         }
         const r = interpretRow(rec.fields, rec.line, rowCtx ?? (rowCtx = { ...opts.ctx, columns: cols }));
@@ -241,6 +280,7 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
         }
         if (r.ok !== true) {
           out.add(rec.raw);
+          written?.push(cellHash(rec.fields[cols.email] ?? ''));
           continue;
         }
         let fact: RowFact = r.fact;
@@ -266,6 +306,8 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
         }
         if (subjects.has(fact.email)) snapshots.add(fact);
         out.add(raw);
+        // A rewritten row keeps its address cell.
+        written?.push(cellHash(rec.fields[cols.email] ?? ''));
       }
       // One write per batch of the reader (a chunk of the file), not one per row.
       await out.flush();
@@ -290,6 +332,9 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
       await (opts.fs?.rename ?? fsRename)(tmp, opts.path);
       renamed = true;
       await syncDir(dir);
+      if (opts.hashes && hashes?.seen.complete === true && written) opts.hashes.current = { version: versionOf(await statOf(opts.path)), hashes: written.trim() };
+    } else if (opts.hashes && hashes?.seen.complete === true) {
+      opts.hashes.current = { version: versionOf(before), hashes: hashes.seen.trim() };
     }
     // One snapshot per record, shared by its changes' results (read-only: the engine copies to apply).
     const snapshotOf = new Map<string, RecordSnapshot | undefined>();
@@ -304,6 +349,7 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     }
     return results as PushResult[];
   } catch (e) {
+    if (e instanceof StaleHashes) throw e;
     const err = e as NodeJS.ErrnoException;
     const permanent = e instanceof CsvError || (typeof err.code === 'string' && PERMANENT_IO.has(err.code));
     for (const i of pending()) {

@@ -137,7 +137,7 @@ describe('csv push', () => {
         // The second stat (just before the rename) sees someone else's edit.
         stat: async (p) => {
           const s = await stat(p);
-          return ++calls === 2 ? { mtimeMs: s.mtimeMs + 1, size: s.size, ino: s.ino, mode: s.mode } : s;
+          return ++calls === 2 ? { mtimeMs: s.mtimeMs + 1, ctimeMs: s.ctimeMs, size: s.size, ino: s.ino, mode: s.mode } : s;
         },
       },
     });
