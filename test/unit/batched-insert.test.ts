@@ -15,6 +15,26 @@ describe('BatchedInsert (multi-row appends of the pull logs)', () => {
     expect(db.prepare('SELECT seq, a, b FROM log ORDER BY seq').all()).toEqual(Array.from({ length: n }, (_, i) => ({ seq: i + 1, a: `row ${i}`, b: i % 3 === 0 ? null : i })));
   });
 
+  it('with an upsert clause: a row whose key exists updates it, later rows of one statement over earlier ones', () => {
+    const db = new Database(':memory:');
+    db.exec('CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)');
+    db.prepare("INSERT INTO kv VALUES ('b', 0), ('z', 0)").run();
+    const up = new BatchedInsert(db, 'kv', ['k', 'v'], 4, 'ON CONFLICT (k) DO UPDATE SET v = excluded.v');
+    db.transaction(() => {
+      up.begin();
+      // One whole statement of 4 (b twice: the later wins), then 2 one at a time.
+      for (const [k, v] of [['a', 1], ['b', 2], ['c', 3], ['b', 4], ['d', 5], ['z', 6]] as const) up.add(k, v);
+      up.flush();
+    })();
+    expect(db.prepare('SELECT k, v FROM kv ORDER BY k').all()).toEqual([
+      { k: 'a', v: 1 },
+      { k: 'b', v: 4 },
+      { k: 'c', v: 3 },
+      { k: 'd', v: 5 },
+      { k: 'z', v: 6 },
+    ]);
+  });
+
   it('a failed transaction leaves nothing behind for the next one', () => {
     const db = new Database(':memory:');
     db.exec('CREATE TABLE log (seq INTEGER PRIMARY KEY, a TEXT NOT NULL)');
