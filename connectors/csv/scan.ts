@@ -111,6 +111,11 @@ export class RecordHashes {
     return this.data[i] as number;
   }
 
+  /** The hashes as one array (read-only; valid until the next push or copy). */
+  view(): Int32Array {
+    return this.data.subarray(0, this.length);
+  }
+
   push(h: number): void {
     this.room(1);
     this.data[this.length++] = h;
@@ -140,7 +145,10 @@ export class RecordHashes {
 /** The hashes a rewrite was given do not match the file (it changed unseen): read it again without. */
 export class StaleHashes extends Error {}
 
-/** With `select`: the record hashes to record (`seen`) and, for this same file, those already known. */
+/**
+ * With `select`: the record hashes to record (`seen`) and, for this same file, those already known
+ * (then `seen` becomes `known`: a read that gets past them has read exactly those).
+ */
 export interface FastHashes {
   seen: RecordHashes;
   known: RecordHashes | null;
@@ -177,7 +185,12 @@ export async function* fastRecords(
 ): AsyncGenerator<Array<FastRecord | FastCopy>, Buffer> {
   if (!fastDelimiter(delimiter)) throw new Unsupported('delimiter');
   const delim = Buffer.from(delimiter, 'latin1');
-  let picked: { column: number; addresses: ReadonlySet<string>; hashes: Set<number> } | null = null;
+  let picked: Picked | null = null;
+  // Known hashes are what this read would record: they are the file's, or the read fails (StaleHashes).
+  const known = hashes?.known ?? null;
+  const knownAt = known === null ? null : known.view();
+  if (hashes !== undefined && known !== null) hashes.seen = known;
+  const record = hashes !== undefined && known === null ? hashes.seen : null;
   let copyStart = -1; // absolute start of the pending FastCopy, -1 if none
   let buf: Buffer = Buffer.alloc(0);
   let bufStart = 0; // absolute offset of buf[0]
@@ -287,16 +300,16 @@ export async function* fastRecords(
   flushCopy();
   if (pos < buf.length) {
     const end = buf.length;
-    if (picked !== null && hashes !== undefined) {
+    if (picked !== null && record !== null) {
       wanted(pos, end, picked);
-      hashes.seen.push(cell.hash);
+      record.push(cell.hash);
     }
     batch.push(makeRecord(end, end));
     pos = end;
   }
   if (batch.length > 0) yield batch;
   if (hashes !== undefined && picked !== null) {
-    if (hashes.known !== null && hashes.known.length !== index) throw new StaleHashes('record count');
+    if (known !== null && known.length !== index) throw new StaleHashes('record count');
     hashes.seen.complete = true;
   }
   // The tail: bytes after the last record (blank lines).
@@ -324,13 +337,20 @@ export async function* fastRecords(
     };
     prevEnd = bufStart + end;
     // Records built before `picked` exists (the header) are always examined.
-    if (picked === null) hashes?.seen.push(NOT_ASCII);
+    if (picked === null) record?.push(NOT_ASCII);
     if (rec.index === 0 && select !== undefined) {
       const sel = select(fields);
       if (sel !== null) {
-        const hashes = new Set<number>();
-        for (const a of sel.addresses) if (isAscii(a)) hashes.add(stringHash(a));
-        picked = { ...sel, hashes };
+        const wantedHashes = new Set<number>();
+        const bits = new Uint8Array(BITMAP_BYTES);
+        for (const a of sel.addresses) {
+          if (!isAscii(a)) continue;
+          const h = stringHash(a);
+          wantedHashes.add(h);
+          const byte = (h & BITMAP_MASK) >>> 3;
+          bits[byte] = (bits[byte] as number) | (1 << (h & 7));
+        }
+        picked = { ...sel, hashes: wantedHashes, bits };
       }
     }
     return rec;
@@ -350,19 +370,17 @@ export async function* fastRecords(
    * plain ASCII? With the file's hashes known, a record whose hash is not wanted is copied without
    * reading its address; else (and to confirm a hit) the address is hashed from the bytes (`wanted`).
    */
-  function wantedRecord(from: number, to: number, p: { column: number; addresses: ReadonlySet<string>; hashes: Set<number> }): boolean {
-    const known = hashes?.known ?? null;
-    if (known !== null) {
-      if (index >= known.length) throw new StaleHashes('record count');
-      const h = known.at(index);
-      if (h !== NOT_ASCII && !p.hashes.has(h)) {
-        hashes?.seen.push(h);
-        return false;
-      }
+  function wantedRecord(from: number, to: number, p: Picked): boolean {
+    if (knownAt !== null) {
+      if (index >= knownAt.length) throw new StaleHashes('record count');
+      const h = knownAt[index] as number;
+      if (h !== NOT_ASCII && !mayWant(p, h)) return false;
+      const hit = wanted(from, to, p);
+      if (cell.hash !== h) throw new StaleHashes(`record ${index}`);
+      return hit;
     }
     const hit = wanted(from, to, p);
-    if (known !== null && cell.hash !== known.at(index)) throw new StaleHashes(`record ${index}`);
-    hashes?.seen.push(cell.hash);
+    record?.push(cell.hash);
     return hit;
   }
 
@@ -371,7 +389,7 @@ export async function* fastRecords(
    * for the (many) records that are only copied: the quick form's hash (ASCII folded to lower case)
    * is looked up first, the exact text only on a hit. Leaves the hash in `cell.hash`.
    */
-  function wanted(from: number, to: number, p: { column: number; addresses: ReadonlySet<string>; hashes: Set<number> }): boolean {
+  function wanted(from: number, to: number, p: Picked): boolean {
     let start = from;
     for (let k = 0; k < p.column; k++) {
       const d = delim.length === 1 ? buf.indexOf(delim[0] as number, start) : buf.indexOf(delim, start);
@@ -396,8 +414,24 @@ export async function* fastRecords(
       h = Math.imul(h ^ b, FNV_PRIME);
     }
     cell.hash = h & SMI_MASK;
-    return p.hashes.has(cell.hash) && p.addresses.has(buf.toString('latin1', start, end).toLowerCase());
+    return mayWant(p, cell.hash) && p.addresses.has(buf.toString('latin1', start, end).toLowerCase());
   }
+}
+
+/** What a rewrite wants (FastSelect's answer) with the hashes of its ASCII addresses. */
+interface Picked {
+  column: number;
+  addresses: ReadonlySet<string>;
+  hashes: Set<number>;
+  /** The hashes' low bits as a bitmap: most records are ruled out by one load, without the Set. */
+  bits: Uint8Array;
+}
+const BITMAP_BYTES = 1 << 17;
+const BITMAP_MASK = BITMAP_BYTES * 8 - 1;
+
+/** Is `h` one of the wanted hashes? */
+function mayWant(p: Picked, h: number): boolean {
+  return ((p.bits[(h & BITMAP_MASK) >>> 3] as number) & (1 << (h & 7))) !== 0 && p.hashes.has(h);
 }
 
 const EMPTY_HASH = FNV_OFFSET & SMI_MASK;
