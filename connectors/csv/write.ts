@@ -321,6 +321,7 @@ async function rewriteOnce(opts: RewriteOptions, changes: readonly Change[], use
 
     await out.end();
     await fh.sync();
+    const mine = opts.hashes ? await fh.stat() : null;
     await fh.close();
     fh = undefined;
     if (dirty) {
@@ -332,7 +333,11 @@ async function rewriteOnce(opts: RewriteOptions, changes: readonly Change[], use
       await (opts.fs?.rename ?? fsRename)(tmp, opts.path);
       renamed = true;
       await syncDir(dir);
-      if (opts.hashes && hashes?.seen.complete === true && written) opts.hashes.current = { version: versionOf(await statOf(opts.path)), hashes: written.trim() };
+      if (opts.hashes && mine !== null && hashes?.seen.complete === true && written) {
+        // Kept only if the file now there is the one written (the rename changed its ctime).
+        const now = await stat(opts.path);
+        if (now.ino === mine.ino && now.size === mine.size && now.mtimeMs === mine.mtimeMs) opts.hashes.current = { version: versionOf(now), hashes: written.trim() };
+      }
     } else if (opts.hashes && hashes?.seen.complete === true) {
       opts.hashes.current = { version: versionOf(before), hashes: hashes.seen.trim() };
     }
