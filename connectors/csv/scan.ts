@@ -62,13 +62,6 @@ const FNV_PRIME = 0x01000193;
 /** A hash kept as a small integer (a Set of them stays a set of Smis). */
 const SMI_MASK = 0x3fffffff;
 
-/** FNV-1a of a string's code units, for ASCII strings: the hash `wanted` computes over the same bytes. */
-function stringHash(s: string): number {
-  let h = FNV_OFFSET;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), FNV_PRIME);
-  return h & SMI_MASK;
-}
-
 /** ASCII whitespace as String.prototype.trim sees it: TAB, LF, VT, FF, CR, space. */
 const isAsciiSpace = (b: number): boolean => b === 0x20 || (b >= 0x09 && b <= 0x0d);
 
@@ -76,8 +69,9 @@ const isAsciiSpace = (b: number): boolean => b === 0x20 || (b >= 0x09 && b <= 0x
 export const NOT_ASCII = -1;
 
 /**
- * The hash the fast reader computes over an address cell's bytes, from the cell's text: trimmed of
- * ASCII whitespace, ASCII folded to lower case; NOT_ASCII when what is left is not plain ASCII.
+ * The hash (FNV-1a) the fast reader computes over an address cell's bytes, from the cell's text:
+ * trimmed of ASCII whitespace, ASCII folded to lower case; NOT_ASCII when what is left is not
+ * plain ASCII.
  */
 export function cellHash(cell: string): number {
   let start = 0;
@@ -106,10 +100,6 @@ export class RecordHashes {
   length = 0;
   /** Every record of the file is in (the fast reader read it to the end). */
   complete = false;
-
-  at(i: number): number {
-    return this.data[i] as number;
-  }
 
   /** The hashes as one array (read-only; valid until the next push or copy). */
   view(): Int32Array {
@@ -344,8 +334,9 @@ export async function* fastRecords(
         const wantedHashes = new Set<number>();
         const bits = new Uint8Array(BITMAP_BYTES);
         for (const a of sel.addresses) {
-          if (!isAscii(a)) continue;
-          const h = stringHash(a);
+          // The addresses are in quick form (trimmed, lower case): their hash is the cell's.
+          const h = cellHash(a);
+          if (h === NOT_ASCII) continue;
           wantedHashes.add(h);
           const byte = (h & BITMAP_MASK) >>> 3;
           bits[byte] = (bits[byte] as number) | (1 << (h & 7));

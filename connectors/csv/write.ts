@@ -238,6 +238,11 @@ async function rewriteOnce(opts: RewriteOptions, changes: readonly Change[], use
       const h = parseHeader(header);
       return h.ok ? { column: h.columns.email, addresses } : null;
     };
+    /** Write a row read from the file (as it was, or rewritten), with its address's hash. */
+    const keep = (raw: Buffer, fields: readonly string[], cols: HeaderMap): void => {
+      out.add(raw);
+      written?.push(cellHash(fields[cols.email] ?? ''));
+    };
     let rowCtx: RowContext | undefined;
     for await (const batch of scanBatches(opts.path, opts.delimiter, true, select, hashes)) {
       for (const rec of batch) {
@@ -267,8 +272,7 @@ async function rewriteOnce(opts: RewriteOptions, changes: readonly Change[], use
         const cols = columns as HeaderMap;
         if (copied((rec.fields[cols.email] ?? '').trim().toLowerCase())) {
           if (runSubject !== null) enterRun(null, cols);
-          out.add(rec.raw);
-          written?.push(cellHash(rec.fields[cols.email] ?? ''));
+          keep(rec.raw, rec.fields, cols);
           continue;
         }
         const r = interpretRow(rec.fields, rec.line, rowCtx ?? (rowCtx = { ...opts.ctx, columns: cols }));
@@ -279,8 +283,7 @@ async function rewriteOnce(opts: RewriteOptions, changes: readonly Change[], use
           continue;
         }
         if (r.ok !== true) {
-          out.add(rec.raw);
-          written?.push(cellHash(rec.fields[cols.email] ?? ''));
+          keep(rec.raw, rec.fields, cols);
           continue;
         }
         let fact: RowFact = r.fact;
@@ -305,9 +308,8 @@ async function rewriteOnce(opts: RewriteOptions, changes: readonly Change[], use
           if (s) s.matched = true;
         }
         if (subjects.has(fact.email)) snapshots.add(fact);
-        out.add(raw);
         // A rewritten row keeps its address cell.
-        written?.push(cellHash(rec.fields[cols.email] ?? ''));
+        keep(raw, rec.fields, cols);
       }
       // One write per batch of the reader (a chunk of the file), not one per row.
       await out.flush();
