@@ -96,19 +96,19 @@ export function workerPages(engine: Engine, spec: StoreReaderSpec, pageSize: num
   return {
     async next() {
       while (live.length > 0) {
-        const current = live[turn % live.length] as (typeof live)[number];
+        turn %= live.length;
+        const current = live[turn] as (typeof live)[number];
         const page = await current.worker.next();
         if (page === null || page.length === 0) {
-          live.splice(live.indexOf(current), 1);
+          // This run is done: the next one's turn (at the same index now).
+          live.splice(turn, 1);
           served = 0;
           continue;
         }
         lastPart = current.part;
         if (++served >= groupPages) {
           served = 0;
-          turn = (live.indexOf(current) + 1) % live.length;
-        } else {
-          turn = live.indexOf(current);
+          turn++;
         }
         return page;
       }
