@@ -92,7 +92,9 @@ export function createCsvConnector(settings: CsvSettings, ctx: ConnectorContext,
     // One rewrite at a time: each reads the file the previous one wrote.
     push: oneAtATime(async (changes: Change[]): Promise<PushResult[]> => {
       await ensureFile();
-      return rewriteCsv({ path, delimiter: settings.delimiter, connectorId: ctx.id, ctx: rowCtx, hashes, ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.now ? { now: opts.now } : {}) }, changes);
+      // The file changed without a new inode, size or times (or the hashes were wrong): say so.
+      const onStaleHashes = (reason: string): void => ctx.logger.warn({ connector: ctx.id, path, reason }, 'kept row hashes did not match the file: rewritten reading every address');
+      return rewriteCsv({ path, delimiter: settings.delimiter, connectorId: ctx.id, ctx: rowCtx, hashes, onStaleHashes, ...(opts.fs ? { fs: opts.fs } : {}), ...(opts.now ? { now: opts.now } : {}) }, changes);
     }),
 
     async check(): Promise<CheckResult> {

@@ -51,6 +51,8 @@ export interface RewriteOptions {
    * left it (see RecordHashes): used while the file is that same version, replaced by each rewrite.
    */
   hashes?: { current: FileHashes | null };
+  /** Told when kept hashes did not match the file (the rewrite then started over without them). */
+  onStaleHashes?: (reason: string) => void;
 }
 
 /** The record hashes of one version of a file (its inode, size, modification and change times). */
@@ -78,7 +80,10 @@ export async function rewriteCsv(opts: RewriteOptions, changes: readonly Change[
     return await rewriteOnce(opts, changes, true);
   } catch (e) {
     // The kept hashes did not match the file: the rewrite so far is dropped and done again, hashing.
-    if (e instanceof StaleHashes) return rewriteOnce(opts, changes, false);
+    if (e instanceof StaleHashes) {
+      opts.onStaleHashes?.(e.message);
+      return rewriteOnce(opts, changes, false);
+    }
     throw e;
   }
 }

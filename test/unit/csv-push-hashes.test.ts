@@ -126,7 +126,9 @@ describe('csv push: record hashes kept between rewrites', () => {
       if (damage === 'shifted') kept.data.copyWithin(recordIndex(path, 'p10@'), recordIndex(path, 'p10@') + 1, kept.length);
       else kept.length -= 1;
       const changes = [change({ recordId: person(20), op: 'set_consent', target: 'denied' }), change({ recordId: person(30), op: 'erase' })];
-      const got = await rewriteCsv(rewriteOptions(path, hashes), changes);
+      const stale: string[] = [];
+      const got = await rewriteCsv({ ...rewriteOptions(path, hashes), onStaleHashes: (reason) => stale.push(reason) }, changes);
+      expect(stale).toEqual([damage === 'count' ? 'record count' : expect.stringMatching(/^record \d+$/)]);
       const want = await rewriteCsv(rewriteOptions(join(reference, 'list.csv'), { current: null }), changes);
       expect(got).toEqual(want);
       expect(readFileSync(path).equals(readFileSync(join(reference, 'list.csv')))).toBe(true);
